@@ -1,0 +1,30 @@
+# An example production site: real hosts, real NTP, a full set of kernel parameters.
+# Copy it as pillar/sites/<yours>.sls and set `saltyard_site: <yours>` in the master config.
+# Secrets (credentials, tokens) never go here in clear: they come from a pillar that the
+# repository only describes.
+base:
+  sysctl:
+    net.core.somaxconn: 32768
+    net.ipv4.tcp_max_syn_backlog: 16384
+    net.ipv4.tcp_fin_timeout: 15
+    net.ipv4.tcp_keepalive_time: 300
+    net.ipv4.ip_forward: 1
+    vm.max_map_count: 262144
+    vm.swappiness: 1
+    fs.file-max: 2097152
+    fs.inotify.max_user_watches: 524288
+  time:
+    servers: [ntp1.example.internal, ntp2.example.internal]
+    upstream: [0.debian.pool.ntp.org, 1.debian.pool.ntp.org]
+    serve_networks: [10.20.0.0/16]
+    set_clock: True
+  rsyslog:
+    forward_to: log1.example.internal
+
+kernel:
+  min_version: 4.4.27
+
+docker:
+  storage_driver: overlay2
+  data_root: /var/lib/docker
+  log_driver: syslog

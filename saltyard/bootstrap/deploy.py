@@ -1,0 +1,207 @@
+"""pyinfra deploy: install Salt from the wheelhouse and join the node to the salt master.
+
+The same deploy bootstraps the local cluster's node containers (@docker/...) and real hosts over
+SSH; see saltyard/bootstrap/pyinfra_inventory.py for how hosts and their data are chosen.
+Run through `saltyard bootstrap`, which first builds the wheelhouse and the keys.
+"""
+
+from io import StringIO
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.operations import apt, files, server, systemd
+from pyinfra.operations.util import any_changed
+
+VENV = "/opt/saltyard/venv"
+WHEELS = "/opt/saltyard/wheelhouse"
+PKI_MINION = "/etc/salt/pki/minion"
+PKI_MASTER = "/etc/salt/pki/master"
+REPO = "/srv/saltyard"  # where the master serves this repository from
+
+state_dir = Path(host.data.saltyard_state_dir)
+minion_id = host.data.saltyard_minion_id
+is_master = host.data.saltyard_is_master
+
+apt.packages(
+    name="Python for Salt",
+    packages=["python3", "python3-venv", "python3-apt"],
+    cache_time=3600,
+)
+
+# --- Salt from the wheelhouse -----------------------------------------------------------------
+wheelhouse = files.put(
+    name="Upload the wheelhouse",
+    src=str(state_dir / "wheelhouse.tar"),
+    dest=f"{WHEELS}.tar",
+)
+server.shell(
+    name="Install Salt and saltyard into the venv",
+    commands=[
+        # --system-site-packages: Salt's apt modules use Debian's python3-apt.
+        f"test -x {VENV}/bin/python || python3 -m venv --system-site-packages {VENV}",
+        # Reinstall only when the wheelhouse changed (the marker holds its checksum).
+        f"if ! cmp -s {WHEELS}.tar {WHEELS}.installed; then "
+        f"rm -rf {WHEELS} && mkdir -p {WHEELS} && tar -C {WHEELS} -xf {WHEELS}.tar && "
+        f"{VENV}/bin/pip install -q --no-index --find-links {WHEELS}/wheels salt saltyard && "
+        f"{VENV}/bin/pip install -q --no-index --find-links {WHEELS}/wheels --no-deps "
+        f"--force-reinstall saltyard && cp {WHEELS}.tar {WHEELS}.installed; fi",
+        f"ln -sf {VENV}/bin/salt-call /usr/local/bin/salt-call",
+    ],
+)
+
+# --- minion -----------------------------------------------------------------------------------
+files.directory(name="Minion key folder", path=PKI_MINION, mode="700")
+minion_key = files.put(
+    name="Minion private key (pre-seeded)",
+    src=str(state_dir / "pki" / "minions" / f"{minion_id}.pem"),
+    dest=f"{PKI_MINION}/minion.pem",
+    mode="400",
+)
+files.put(
+    name="Minion public key",
+    src=str(state_dir / "pki" / "minions" / f"{minion_id}.pub"),
+    dest=f"{PKI_MINION}/minion.pub",
+    mode="644",
+)
+master_pub = files.put(
+    name="The master's public key: the minion trusts exactly this master",
+    src=str(state_dir / "pki" / "master" / "master.pub"),
+    dest=f"{PKI_MINION}/minion_master.pub",
+    mode="644",
+)
+minion_conf = files.put(
+    name="Minion configuration",
+    src=StringIO(
+        "# Written by the saltyard bootstrap (saltyard/bootstrap/deploy.py).\n"
+        f"id: {minion_id}\n"
+        f"master: {host.data.saltyard_master_address}\n"
+        "# Roles come from the master's pillar (keyed by this minion's authenticated id),\n"
+        "# never from grains set here.\n"
+        "grains: {}\n"
+    ),
+    dest="/etc/salt/minion.d/saltyard.conf",
+)
+minion_unit = files.put(
+    name="salt-minion systemd unit",
+    src=StringIO(
+        "[Unit]\n"
+        "Description=Salt minion (saltyard)\n"
+        "After=network-online.target\n"
+        "Wants=network-online.target\n\n"
+        "[Service]\n"
+        f"ExecStart={VENV}/bin/salt-minion\n"
+        # Only the minion itself is stopped on restart, so a state that restarts the minion
+        # does not kill the job doing it.
+        "KillMode=process\n"
+        "Restart=on-failure\n"
+        "RestartSec=3\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    ),
+    dest="/etc/systemd/system/salt-minion.service",
+)
+
+# --- master -----------------------------------------------------------------------------------
+master_changed = []
+if is_master:
+    files.directory(name="Master key folders", path=f"{PKI_MASTER}/minions", mode="700")
+    master_changed.append(
+        files.put(
+            name="Master private key (pre-seeded)",
+            src=str(state_dir / "pki" / "master" / "master.pem"),
+            dest=f"{PKI_MASTER}/master.pem",
+            mode="400",
+        )
+    )
+    files.put(
+        name="Master public key",
+        src=str(state_dir / "pki" / "master" / "master.pub"),
+        dest=f"{PKI_MASTER}/master.pub",
+        mode="644",
+    )
+    for peer in host.data.saltyard_minion_ids:
+        files.put(
+            name=f"Accept minion {peer} (its pre-generated public key)",
+            src=str(state_dir / "pki" / "minions" / f"{peer}.pub"),
+            dest=f"{PKI_MASTER}/minions/{peer}",
+            mode="644",
+        )
+    master_changed.append(
+        files.put(
+            name="Master configuration",
+            src=StringIO(
+                "# Written by the saltyard bootstrap (saltyard/bootstrap/deploy.py).\n"
+                "interface: 0.0.0.0\n"
+                "# Keys are pre-seeded for exactly the inventory's nodes; nothing else is accepted.\n"
+                "auto_accept: False\n"
+                "open_mode: False\n"
+                f"saltyard_site: {host.data.saltyard_site}\n"
+                "file_roots:\n"
+                "  base:\n"
+                f"    - {REPO}/states\n"
+                f"    - {REPO}  # _modules/ and _states/, synced to the minions\n"
+                "file_ignore_regex:\n"
+                "  - '/\\.(git|venv|state|ruff_cache|pytest_cache|vagrant)($|/)'\n"
+                "  - '/(tests|docs)($|/)'\n"
+                "pillar_roots:\n"
+                "  base:\n"
+                f"    - {REPO}/pillar\n"
+                "# The inventory ext_pillar (_pillar/saltyard_inventory.py) loads from here.\n"
+                "pillar_dirs:\n"
+                f"  - {REPO}/_pillar\n"
+                "ext_pillar:\n"
+                f"  - saltyard_inventory: {REPO}/salt/inventory.yaml\n"
+                "# Pillar errors (a bad inventory) stop every state run before it changes anything.\n"
+                "pillar_safe_render_error: False\n"
+            ),
+            dest="/etc/salt/master.d/saltyard.conf",
+        )
+    )
+    master_changed.append(
+        files.put(
+            name="salt-master systemd unit",
+            src=StringIO(
+                "[Unit]\n"
+                "Description=Salt master (saltyard)\n"
+                "After=network-online.target\n\n"
+                "[Service]\n"
+                f"ExecStart={VENV}/bin/salt-master\n"
+                "LimitNOFILE=100000\n"
+                "Restart=on-failure\n\n"
+                "[Install]\n"
+                "WantedBy=multi-user.target\n"
+            ),
+            dest="/etc/systemd/system/salt-master.service",
+        )
+    )
+    for tool in ("salt", "salt-key", "salt-run"):
+        files.link(
+            name=f"{tool} on PATH", path=f"/usr/local/bin/{tool}", target=f"{VENV}/bin/{tool}"
+        )
+    systemd.service(
+        name="salt-master running",
+        service="salt-master",
+        running=True,
+        enabled=True,
+        daemon_reload=True,
+    )
+    systemd.service(
+        name="Restart salt-master after a change",
+        service="salt-master",
+        restarted=True,
+        _if=any_changed(*master_changed, wheelhouse),
+    )
+
+systemd.service(
+    name="salt-minion running",
+    service="salt-minion",
+    running=True,
+    enabled=True,
+    daemon_reload=True,
+)
+systemd.service(
+    name="Restart salt-minion after a change",
+    service="salt-minion",
+    restarted=True,
+    _if=any_changed(minion_key, master_pub, minion_conf, minion_unit, wheelhouse),
+)

@@ -1,0 +1,77 @@
+"""The wheelhouse: Salt, saltyard and their dependencies as wheels, built on the operator's
+machine and installed on nodes offline (nodes cannot verify HTTPS to the package index)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from saltyard.localcluster.progress import step
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SALT_REQUIREMENT = "salt==3008.4"
+# What nodes install from the wheelhouse.
+NODE_REQUIREMENTS = (SALT_REQUIREMENT, "saltyard")
+
+
+def build(dest: Path) -> Path:
+    """Build (or refresh) the wheelhouse in `dest` and pack it; return the tarball's path.
+
+    Third-party wheels are kept between runs (Salt ships only as an sdist, and building it takes
+    most of a minute); the saltyard wheel is rebuilt every time from this checkout.
+    """
+    wheels = dest / "wheels"
+    wheels.mkdir(parents=True, exist_ok=True)
+    constraints = ROOT / "requirements" / "constraints.txt"
+    if not any(wheels.glob("salt-*.whl")):
+        step(f"building wheels for {SALT_REQUIREMENT} (about a minute, once)")
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "-q",
+                "-w",
+                str(wheels),
+                "-c",
+                str(constraints),
+                SALT_REQUIREMENT,
+            ],
+            check=True,
+        )
+    for old in wheels.glob("saltyard-*.whl"):
+        old.unlink()
+    step("building the saltyard wheel")
+    build_dir = dest / "build"
+    shutil.rmtree(build_dir, ignore_errors=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        check=True,
+        cwd=dest,
+    )
+    shutil.rmtree(ROOT / "build", ignore_errors=True)
+    tarball = dest / "wheelhouse.tar"
+    with tarfile.open(tarball, "w") as tar:
+        for wheel in sorted(wheels.glob("*.whl")):
+            # Fixed metadata so that an unchanged wheelhouse gives an identical tarball, and
+            # the deploy skips the reinstall.
+            info = tar.gettarinfo(str(wheel), arcname=f"wheels/{wheel.name}")
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            with wheel.open("rb") as handle:
+                tar.addfile(info, handle)
+    return tarball
+
+
+def digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()

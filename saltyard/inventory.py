@@ -1,0 +1,284 @@
+"""The cluster inventory: load, validate and query ``salt/inventory.yaml``.
+
+One file describes the nodes; the Vagrantfile, the salt-master's ext_pillar and the tests all go
+through this module, so a bad inventory is refused the same way everywhere, before anything
+changes.
+
+    python -m saltyard.inventory check [PATH]
+    python -m saltyard.inventory json [PATH] [--profile NAME]
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "salt" / "inventory.yaml"
+
+# Every role a node may carry (DESIGN.md, "Components and the roles that carry them").
+ROLES = frozenset(
+    {
+        "salt-master",
+        "zookeeper",
+        "mesos-master",
+        "mesos-agent",
+        "marathon",
+        "consul-server",
+        "discovery",
+        "docker",
+        "registry",
+        "lvs",
+        "lb",
+        "logging",
+        "build",
+    }
+)
+# Roles that run containers need the Docker engine; every Docker host gets the kernel checks.
+IMPLIED = {
+    "mesos-agent": ("docker",),
+    "registry": ("docker",),
+    "lb": ("docker",),
+    "build": ("docker",),
+    "docker": ("kernel",),
+}
+ENVIRONMENTS = ("fat", "uat", "prod")
+# RFC 1123 host label: minion ids double as host names.
+NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+class InventoryError(ValueError):
+    """The inventory is invalid; the message names the file, the node and the bad value."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+    roles: tuple[str, ...]  # as written, without implied roles
+    env: str | None = None
+    all_roles: tuple[str, ...] = field(default=())  # base + roles + implied, sorted
+
+    def has_role(self, role: str) -> bool:
+        return role in self.all_roles
+
+
+@dataclass(frozen=True)
+class Inventory:
+    path: str
+    name: str
+    domain: str
+    network: dict
+    nodes: tuple[Node, ...]
+    profiles: dict
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise InventoryError(f"{self.path}: no node named {name!r} in the inventory")
+
+    def with_role(self, role: str) -> list[Node]:
+        return [n for n in self.nodes if n.has_role(role)]
+
+    @property
+    def master(self) -> Node:
+        return self.with_role("salt-master")[0]
+
+    def profile(self, name: str) -> list[Node]:
+        if name not in self.profiles:
+            raise InventoryError(
+                f"{self.path}: unknown profile {name!r}; known: {', '.join(sorted(self.profiles))}"
+            )
+        members = self.profiles[name]
+        if members == "all":
+            return list(self.nodes)
+        return [self.node(m) for m in members]
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "name": self.name,
+            "domain": self.domain,
+            "network": self.network,
+            "nodes": [asdict(n) for n in self.nodes],
+            "profiles": self.profiles,
+        }
+
+
+def expand_roles(roles: tuple[str, ...]) -> tuple[str, ...]:
+    """base, the given roles and everything they imply, sorted."""
+    result = {"base"}
+    todo = list(roles)
+    while todo:
+        role = todo.pop()
+        if role in result:
+            continue
+        result.add(role)
+        todo.extend(IMPLIED.get(role, ()))
+    return tuple(sorted(result))
+
+
+def _require(mapping: dict, key: str, where: str, path: str):
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise InventoryError(f"{path}: {where} lacks the required key {key!r}")
+    return mapping[key]
+
+
+def parse(data: object, path: str = "<inventory>") -> Inventory:
+    """Validate inventory data (already parsed from YAML) and return an Inventory."""
+    if not isinstance(data, dict):
+        raise InventoryError(f"{path}: the inventory must be a mapping with 'cluster' and 'nodes'")
+    cluster = _require(data, "cluster", "the inventory", path)
+    network = _require(cluster, "network", "cluster", path)
+    try:
+        subnet = ipaddress.ip_network(_require(network, "subnet", "cluster.network", path))
+    except ValueError as exc:
+        raise InventoryError(f"{path}: cluster.network.subnet: {exc}") from None
+
+    raw_nodes = _require(data, "nodes", "the inventory", path)
+    if not isinstance(raw_nodes, list) or not raw_nodes:
+        raise InventoryError(f"{path}: 'nodes' must be a non-empty list")
+
+    nodes: list[Node] = []
+    seen_names: dict[str, int] = {}
+    seen_addresses: dict[str, str] = {}
+    for index, raw in enumerate(raw_nodes):
+        where = f"nodes[{index}]"
+        name = _require(raw, "name", where, path)
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise InventoryError(
+                f"{path}: {where}: node name {name!r} is not a valid host name "
+                "(lowercase letters, digits and '-')"
+            )
+        where = f"node {name!r}"
+        if name in seen_names:
+            raise InventoryError(
+                f"{path}: node {name!r} is listed twice (nodes[{seen_names[name]}] and "
+                f"nodes[{index}]); each node must appear once"
+            )
+        seen_names[name] = index
+
+        address = _require(raw, "address", where, path)
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            raise InventoryError(
+                f"{path}: {where}: address {address!r} is not an IP address"
+            ) from None
+        if ip not in subnet:
+            raise InventoryError(
+                f"{path}: {where}: address {address} is outside the cluster subnet {subnet}"
+            )
+        if address in seen_addresses:
+            raise InventoryError(
+                f"{path}: {where}: address {address} is already used by node "
+                f"{seen_addresses[address]!r}"
+            )
+        seen_addresses[address] = name
+
+        roles = _require(raw, "roles", where, path)
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise InventoryError(f"{path}: {where}: roles must be a list of role names")
+        for role in roles:
+            if role not in ROLES:
+                raise InventoryError(
+                    f"{path}: {where}: unknown role {role!r}; known roles: "
+                    f"{', '.join(sorted(ROLES))}"
+                )
+
+        env = raw.get("env")
+        if env is not None and env not in ENVIRONMENTS:
+            raise InventoryError(
+                f"{path}: {where}: unknown env {env!r}; expected one of {', '.join(ENVIRONMENTS)}"
+            )
+        if "mesos-agent" in roles and env is None:
+            raise InventoryError(
+                f"{path}: {where}: a mesos-agent needs an env ({', '.join(ENVIRONMENTS)})"
+            )
+        unknown_keys = set(raw) - {"name", "address", "roles", "env"}
+        if unknown_keys:
+            raise InventoryError(f"{path}: {where}: unknown keys {sorted(unknown_keys)}")
+        nodes.append(
+            Node(
+                name=name,
+                address=str(ip),
+                roles=tuple(roles),
+                env=env,
+                all_roles=expand_roles(tuple(roles)),
+            )
+        )
+
+    masters = [n.name for n in nodes if "salt-master" in n.roles]
+    if len(masters) != 1:
+        raise InventoryError(
+            f"{path}: exactly one node must carry the salt-master role, found {masters or 'none'}"
+        )
+
+    profiles = data.get("profiles") or {"full": "all"}
+    for pname, members in profiles.items():
+        if members == "all":
+            continue
+        if not isinstance(members, list):
+            raise InventoryError(f"{path}: profile {pname!r} must be 'all' or a list of node names")
+        for member in members:
+            if member not in seen_names:
+                raise InventoryError(f"{path}: profile {pname!r} names unknown node {member!r}")
+        if masters[0] not in members:
+            raise InventoryError(f"{path}: profile {pname!r} must include the salt master")
+
+    return Inventory(
+        path=path,
+        name=str(cluster.get("name", "saltyard")),
+        domain=str(_require(cluster, "domain", "cluster", path)),
+        network=dict(network),
+        nodes=tuple(nodes),
+        profiles=dict(profiles),
+    )
+
+
+def load(path: str | os.PathLike | None = None) -> Inventory:
+    """Read and validate the inventory file (default: $SALTYARD_INVENTORY or salt/inventory.yaml)."""
+    path = Path(path or os.environ.get("SALTYARD_INVENTORY") or DEFAULT_PATH)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InventoryError(f"cannot read the inventory {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InventoryError(f"{path}: not valid YAML: {exc}") from None
+    return parse(data, str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m saltyard.inventory")
+    parser.add_argument("command", choices=["check", "json"])
+    parser.add_argument("path", nargs="?")
+    parser.add_argument("--profile", default=None)
+    args = parser.parse_args(argv)
+    try:
+        inv = load(args.path)
+        nodes = inv.profile(args.profile) if args.profile else list(inv.nodes)
+    except InventoryError as exc:
+        print(f"saltyard: invalid inventory: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check":
+        print(f"{inv.path}: {len(inv.nodes)} nodes, inventory is valid")
+    else:
+        data = inv.to_dict()
+        data["selected"] = [n.name for n in nodes]
+        json.dump(data, sys.stdout, indent=2)
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

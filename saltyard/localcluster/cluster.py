@@ -1,0 +1,227 @@
+"""Bring the local cluster up and down, and talk to its salt master.
+
+up:   inventory check -> node image -> network -> `vagrant up` -> wheelhouse and keys ->
+      pyinfra bootstrap -> every minion answers -> highstate
+down: `vagrant destroy`, then the containers, volumes and network that carry the cluster's label
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from saltyard import inventory as inventory_mod
+from saltyard.bootstrap import keys, wheelhouse
+from saltyard.localcluster import engine as engine_mod
+from saltyard.localcluster import image
+from saltyard.localcluster.progress import step
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+STATE_DIR = ROOT / ".state"
+
+
+def container_name(node: str) -> str:
+    return f"saltyard-{node}"
+
+
+@dataclass
+class HighstateResult:
+    """One minion's state run, summarised."""
+
+    minion: str
+    ok: bool
+    states: int
+    changed: list[str]
+    failed: list[str]
+    errors: list[str]
+    seconds: float
+    raw: object
+
+    def describe(self) -> str:
+        if self.errors:
+            return f"{self.minion}: ERROR " + "; ".join(self.errors)
+        text = f"{self.minion}: {self.states} states, {len(self.changed)} changed"
+        if self.failed:
+            text += f", {len(self.failed)} FAILED: " + "; ".join(self.failed)
+        return text + f" ({self.seconds:.1f} s)"
+
+
+def summarise(minion: str, ret: object, seconds: float = 0.0) -> HighstateResult:
+    if not isinstance(ret, dict):
+        # Salt returns a list of strings for render and pillar errors.
+        errors = ret if isinstance(ret, list) else [str(ret)]
+        return HighstateResult(minion, False, 0, [], [], [str(e) for e in errors], seconds, ret)
+    changed, failed = [], []
+    for key, state in ret.items():
+        if not isinstance(state, dict):
+            return HighstateResult(minion, False, 0, [], [], [f"{key}: {state}"], seconds, ret)
+        label = f"{state.get('__id__', key)} ({key.split('_|-')[0]})"
+        if state.get("result") is False:
+            failed.append(f"{label}: {state.get('comment')}")
+        if state.get("changes"):
+            changed.append(label)
+    return HighstateResult(minion, not failed, len(ret), changed, failed, [], seconds, ret)
+
+
+class Cluster:
+    def __init__(self, profile: str = "full", inventory_path: str | None = None) -> None:
+        self.inventory = inventory_mod.load(inventory_path)
+        self.profile = profile
+        self.nodes = self.inventory.profile(profile)
+        self.engine = engine_mod.client()
+
+    # --- running commands --------------------------------------------------------------------
+    def exec(self, node: str, cmd: list[str], check: bool = True) -> tuple[int, str]:
+        container = self.engine.containers.get(container_name(node))
+        code, output = container.exec_run(cmd, demux=False)
+        text = output.decode(errors="replace") if output else ""
+        if check and code != 0:
+            raise RuntimeError(f"{node}: {' '.join(cmd)} exited {code}:\n{text}")
+        return code, text
+
+    def salt(self, target: list[str], *args: str, timeout: int = 900) -> dict:
+        """Run `salt -L target ...` on the master; return {minion: return}."""
+        cmd = [
+            "salt",
+            "--out=json",
+            "--static",
+            f"--timeout={timeout}",
+            "-L",
+            ",".join(target),
+            *args,
+        ]
+        code, text = self.exec(self.inventory.master.name, cmd, check=False)
+        try:
+            return json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError:
+            raise RuntimeError(
+                f"salt {' '.join(args)} exited {code} and printed:\n{text}"
+            ) from None
+
+    def highstate(self, nodes: list[str] | None = None, *extra: str) -> dict[str, HighstateResult]:
+        nodes = nodes or [n.name for n in self.nodes]
+        started = time.monotonic()
+        rets = self.salt(nodes, "state.highstate", *extra)
+        seconds = time.monotonic() - started
+        results = {}
+        for node in nodes:
+            if node not in rets:
+                results[node] = HighstateResult(
+                    node, False, 0, [], [], ["no answer"], seconds, None
+                )
+            else:
+                results[node] = summarise(node, rets[node], seconds)
+        return results
+
+    # --- bringing it up ----------------------------------------------------------------------
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["SALTYARD_PROFILE"] = self.profile
+        env["SALTYARD_PYTHON"] = sys.executable
+        if self.inventory.path != str(inventory_mod.DEFAULT_PATH):
+            env["SALTYARD_INVENTORY"] = self.inventory.path
+        return env
+
+    def vagrant_up(self, node_image: str) -> None:
+        names = [n.name for n in self.nodes]
+        step(f"vagrant up ({len(names)} nodes, docker provider): {', '.join(names)}")
+        env = self._env() | {"SALTYARD_NODE_IMAGE": node_image}
+        subprocess.run(
+            ["vagrant", "up", "--provider=docker", "--parallel", *names],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        for node in names:
+            self._wait_systemd(node)
+
+    def _wait_systemd(self, node: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            _, state = self.exec(node, ["systemctl", "is-system-running"], check=False)
+            if state.strip() in ("running", "degraded"):
+                return
+            time.sleep(1)
+        raise RuntimeError(f"{node}: systemd did not finish booting in {timeout:.0f} s ({state})")
+
+    def bootstrap(self) -> None:
+        tarball = wheelhouse.build(STATE_DIR)
+        keys.ensure_cluster_keys(STATE_DIR / "pki", [n.name for n in self.inventory.nodes])
+        step("bootstrapping Salt on every node with pyinfra (saltyard/bootstrap/deploy.py)")
+        env = self._env() | {
+            "SALTYARD_CONNECT": "docker",
+            "SALTYARD_STATE_DIR": str(STATE_DIR),
+        }
+        del tarball
+        subprocess.run(
+            [
+                str(Path(sys.executable).with_name("pyinfra")),
+                "-y",
+                "--no-wait",
+                "saltyard/bootstrap/pyinfra_inventory.py",
+                "saltyard/bootstrap/deploy.py",
+            ],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+
+    def wait_minions(self, timeout: float = 180) -> None:
+        names = [n.name for n in self.nodes]
+        step(f"waiting for {len(names)} minions to answer the master")
+        deadline = time.monotonic() + timeout
+        missing = names
+        while time.monotonic() < deadline:
+            rets = self.salt(names, "test.ping", timeout=10)
+            missing = [n for n in names if rets.get(n) is not True]
+            if not missing:
+                return
+            time.sleep(2)
+        raise RuntimeError(f"minions did not answer in {timeout:.0f} s: {', '.join(missing)}")
+
+    def sync(self) -> None:
+        rets = self.salt([n.name for n in self.nodes], "saltutil.sync_all", "refresh=True")
+        missing = [n.name for n in self.nodes if n.name not in rets]
+        if missing:
+            raise RuntimeError(f"saltutil.sync_all got no answer from {', '.join(missing)}")
+
+    def up(self, highstate: bool = True) -> dict[str, HighstateResult] | None:
+        step(f"inventory {self.inventory.path}: profile {self.profile}, {len(self.nodes)} nodes")
+        node_image = image.build()
+        engine_mod.ensure_network(self.engine, self.inventory)
+        self.vagrant_up(node_image)
+        self.bootstrap()
+        self.wait_minions()
+        self.sync()
+        if not highstate:
+            return None
+        step("highstate on every node (each node prints a summary when done)")
+        results = self.highstate()
+        for result in results.values():
+            step(result.describe())
+        return results
+
+    def down(self) -> None:
+        step("vagrant destroy")
+        subprocess.run(
+            ["vagrant", "destroy", "-f"],
+            cwd=ROOT,
+            env=self._env() | {"SALTYARD_PROFILE": "full"},
+            check=False,
+        )
+        label = f"saltyard.cluster={self.inventory.name}"
+        for container in self.engine.containers.list(all=True, filters={"label": label}):
+            step(f"removing container {container.name}")
+            container.remove(force=True, v=True)
+        for node in self.inventory.nodes:
+            for volume in self.engine.volumes.list(filters={"name": f"saltyard-{node.name}-"}):
+                volume.remove(force=True)
+        for net in self.engine.networks.list(names=[self.inventory.network["name"]]):
+            step(f"removing network {net.name}")
+            net.remove()

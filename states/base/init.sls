@@ -1,0 +1,6 @@
+include:
+  - base.packages
+  - base.time
+  - base.sysctl
+  - base.limits
+  - base.rsyslog

@@ -1,0 +1,15 @@
+{#- Roles come from pillar saltyard:roles, which the master computes from salt/inventory.yaml for
+    the authenticated minion id (_pillar/saltyard_inventory.py); never from grains.
+    Without that pillar nothing is applied: a node must not converge without its roles. -#}
+{%- if not salt['pillar.get']('saltyard:roles') %}
+{{ raise("pillar saltyard:roles is missing for minion " ~ grains['id'] ~ ": the master's inventory ext_pillar did not load (check /var/log/salt/master on the master)") }}
+{%- endif %}
+base:
+  '*':
+    - base
+  'I@saltyard:roles:kernel':
+    - match: compound
+    - kernel
+  'I@saltyard:roles:docker':
+    - match: compound
+    - docker
