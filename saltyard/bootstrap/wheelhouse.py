@@ -44,17 +44,25 @@ def build(dest: Path) -> Path:
             ],
             check=True,
         )
-    for old in wheels.glob("saltyard-*.whl"):
-        old.unlink()
-    step("building the saltyard wheel")
-    build_dir = dest / "build"
-    shutil.rmtree(build_dir, ignore_errors=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
-        check=True,
-        cwd=dest,
-    )
-    shutil.rmtree(ROOT / "build", ignore_errors=True)
+    # Rebuilt only when the package's sources change: an unchanged wheelhouse gives an
+    # identical tarball, and the deploy then skips the reinstall and the minion restart.
+    sources = source_digest()
+    marker = wheels / "saltyard.sources"
+    if (
+        not marker.exists()
+        or marker.read_text() != sources
+        or not any(wheels.glob("saltyard-*.whl"))
+    ):
+        for old in wheels.glob("saltyard-*.whl"):
+            old.unlink()
+        step("building the saltyard wheel")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+            check=True,
+            cwd=dest,
+        )
+        shutil.rmtree(ROOT / "build", ignore_errors=True)
+        marker.write_text(sources)
     tarball = dest / "wheelhouse.tar"
     with tarfile.open(tarball, "w") as tar:
         for wheel in sorted(wheels.glob("*.whl")):
@@ -67,6 +75,16 @@ def build(dest: Path) -> Path:
             with wheel.open("rb") as handle:
                 tar.addfile(info, handle)
     return tarball
+
+
+def source_digest() -> str:
+    """Checksum of everything the saltyard wheel is built from."""
+    sha = hashlib.sha256()
+    files = [ROOT / "pyproject.toml", *sorted((ROOT / "saltyard").rglob("*.py"))]
+    for path in files:
+        sha.update(str(path.relative_to(ROOT)).encode())
+        sha.update(path.read_bytes())
+    return sha.hexdigest()
 
 
 def digest(path: Path) -> str:

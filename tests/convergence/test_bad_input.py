@@ -1,0 +1,136 @@
+"""Bad pillar and inventory values fail with a clear message and change nothing.
+
+Each bad value is sent together with a harmless pillar change that a good run would apply (the
+limits file's nofile value): the file must be untouched afterwards, which shows that the run
+stopped before any state changed anything.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import yaml
+
+from tests.convergence.helpers import host
+
+pytestmark = pytest.mark.cluster
+
+LIMITS = "/etc/security/limits.d/60-saltyard.conf"
+DAEMON_JSON = "/etc/docker/daemon.json"
+# A change a good run would make: the limits file's nofile value.
+DECOY = {"base": {"limits": {"nofile": 4096}}}
+
+
+def bad_highstate(cluster, node: str, pillar: dict):
+    merged = json.loads(json.dumps(DECOY))
+    for key, value in pillar.items():
+        merged.setdefault(key, {}).update(value)
+    before = {path: host(node).file(path).content_string for path in (LIMITS, DAEMON_JSON)}
+    result = cluster.highstate([node], f"pillar={json.dumps(merged)}")[node]
+    after = {path: host(node).file(path).content_string for path in (LIMITS, DAEMON_JSON)}
+    assert not result.ok, result.describe()
+    assert result.changed == [], result.describe()
+    assert after == before, "a failed run changed files"
+    return result
+
+
+def test_storage_driver_aufs_is_refused(cluster, converged, docker_node):
+    result = bad_highstate(cluster, docker_node, {"docker": {"storage_driver": "aufs"}})
+    message = " ".join(result.failed)
+    assert "'aufs'" in message and "overlay2" in message and "docker:storage_driver" in message
+
+
+def test_minimum_kernel_above_running_is_refused(cluster, converged, docker_node):
+    running = host(docker_node).check_output("uname -r")
+    result = bad_highstate(cluster, docker_node, {"kernel": {"min_version": "99.1.0"}})
+    message = " ".join(result.failed)
+    assert "99.1.0" in message and running in message, message
+
+
+def test_unknown_log_driver_is_refused(cluster, converged, docker_node):
+    result = bad_highstate(cluster, docker_node, {"docker": {"log_driver": "gelf"}})
+    assert any("gelf" in e for e in result.errors), result.describe()
+
+
+def test_host_sysctl_in_a_container_is_refused(cluster, converged, docker_node):
+    result = bad_highstate(cluster, docker_node, {"base": {"sysctl": {"vm.swappiness": 1}}})
+    assert any("vm.swappiness" in e for e in result.errors), result.describe()
+
+
+@pytest.fixture
+def master_reads_test_inventory(cluster):
+    """Point the master's ext_pillar at a writable copy of the inventory for one test."""
+    master = cluster.inventory.master.name
+    path = "/etc/salt/test-inventory.yaml"
+    override = "/etc/salt/master.d/zz-test-inventory.conf"
+    text = open(cluster.inventory.path).read()
+    cluster.exec(master, ["sh", "-c", f"cat > {path} <<'EOF'\n{text}\nEOF"])
+    cluster.exec(
+        master,
+        ["sh", "-c", f"printf 'ext_pillar:\\n  - saltyard_inventory: {path}\\n' > {override}"],
+    )
+    cluster.exec(master, ["systemctl", "restart", "salt-master"])
+    cluster.wait_minions()
+
+    def write(data: dict) -> None:
+        body = yaml.safe_dump(data)
+        cluster.exec(master, ["sh", "-c", f"cat > {path} <<'EOF'\n{body}\nEOF"])
+
+    try:
+        yield write
+    finally:
+        cluster.exec(master, ["rm", "-f", override, path])
+        cluster.exec(master, ["systemctl", "restart", "salt-master"])
+        cluster.wait_minions()
+
+
+def test_bad_inventory_stops_every_state_run(
+    cluster, converged, docker_node, master_reads_test_inventory
+):
+    good = yaml.safe_load(open(cluster.inventory.path))
+
+    unknown_role = json.loads(json.dumps(good))
+    unknown_role["nodes"][1]["roles"].append("webserver")
+    master_reads_test_inventory(unknown_role)
+    result = bad_highstate(cluster, docker_node, {})
+    assert any("webserver" in e for e in result.errors), result.describe()
+
+    listed_twice = json.loads(json.dumps(good))
+    listed_twice["nodes"].append(dict(listed_twice["nodes"][2], address="172.30.0.99"))
+    master_reads_test_inventory(listed_twice)
+    result = bad_highstate(cluster, docker_node, {})
+    twice = good["nodes"][2]["name"]
+    assert any("listed twice" in e and twice in e for e in result.errors), result.describe()
+
+
+def test_unknown_minion_is_never_accepted(cluster, converged):
+    """A minion outside the inventory connects, and stays pending: no auto-accept."""
+    node = next(n.name for n in cluster.nodes if n.name != cluster.inventory.master.name)
+    master = cluster.inventory.master
+    conf = (
+        "id: rogue\n"
+        f"master: {master.address}\n"
+        "pki_dir: /tmp/rogue/pki\ncachedir: /tmp/rogue/cache\nsock_dir: /tmp/rogue/sock\n"
+        "log_file: /tmp/rogue/minion.log\npidfile: /tmp/rogue/minion.pid\n"
+    )
+    cluster.exec(node, ["sh", "-c", f"mkdir -p /tmp/rogue && printf '{conf}' > /tmp/rogue/minion"])
+    cluster.exec(node, ["/opt/saltyard/venv/bin/salt-minion", "-c", "/tmp/rogue", "-d"])
+    try:
+        deadline = time.monotonic() + 60
+        keys = {}
+        while time.monotonic() < deadline:
+            _, out = cluster.exec(master.name, ["salt-key", "--out=json", "-L"])
+            keys = json.loads(out)
+            if "rogue" in keys.get("minions_pre", []):
+                break
+            time.sleep(2)
+        assert "rogue" in keys.get("minions_pre", []), keys
+        assert "rogue" not in keys["minions"]
+        assert cluster.salt(["rogue"], "test.ping", timeout=5) == {}
+    finally:
+        cluster.exec(
+            node, ["sh", "-c", "kill $(cat /tmp/rogue/minion.pid); rm -rf /tmp/rogue"], check=False
+        )
+        cluster.exec(master.name, ["salt-key", "-y", "-d", "rogue"], check=False)

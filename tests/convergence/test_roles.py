@@ -1,0 +1,97 @@
+"""Each role, checked on the node with testinfra after the highstate."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.convergence.helpers import PROFILE, host
+
+pytestmark = pytest.mark.cluster
+
+
+def nodes_with(role: str) -> list[str]:
+    from saltyard import inventory
+
+    return [n.name for n in inventory.load().profile(PROFILE) if n.has_role(role)]
+
+
+@pytest.mark.parametrize("node", nodes_with("base"))
+def test_base_role(converged, node):
+    h = host(node)
+    for package in ("chrony", "rsyslog", "curl", "jq"):
+        assert h.package(package).is_installed, package
+    assert h.service("rsyslog").is_running
+    assert h.service("chrony").is_running
+    assert h.service("salt-minion").is_running
+    limits = h.file("/etc/security/limits.d/60-saltyard.conf")
+    assert "*    hard  nofile  1048576" in limits.content_string
+    sysctl_conf = h.file("/etc/sysctl.d/60-saltyard.conf")
+    assert sysctl_conf.contains("net.core.somaxconn")
+    assert h.sysctl("net.core.somaxconn") == 4096
+    # Containers share the host's clock: chronyd must not adjust it.
+    assert h.file("/etc/default/chrony").contains('DAEMON_OPTS="-F 1 -x"')
+    chrony = h.file("/etc/chrony/chrony.conf").content_string
+    assert "pool" not in chrony, "no node may reach NTP servers outside the cluster"
+    if node == "master":
+        assert "local stratum 10" in chrony
+        assert "allow 172.30.0.0/24" in chrony
+    else:
+        assert "server master iburst" in chrony
+
+
+@pytest.mark.parametrize("node", nodes_with("docker"))
+def test_docker_role(converged, node):
+    h = host(node)
+    assert h.package("docker.io").is_installed
+    assert h.service("docker").is_running
+    assert h.service("docker").is_enabled
+    config = json.loads(h.file("/etc/docker/daemon.json").content_string)
+    assert config["storage-driver"] == "overlay2"
+    assert config["log-driver"] == "syslog"
+    info = json.loads(h.check_output("docker info --format '{{json .}}'"))
+    assert info["Driver"] == "overlay2"
+    assert dict(info["DriverStatus"]).get("Supports d_type") == "true"
+    assert info["LoggingDriver"] == "syslog"
+
+
+@pytest.mark.parametrize("node", nodes_with("kernel"))
+def test_kernel_role(cluster, converged, node):
+    ret = cluster.salt([node], "kernel_check.meets", "4.4.27")[node]
+    assert ret["ok"] is True, ret
+    assert ret["running"] == host(node).check_output("uname -r")
+
+
+def test_nodes_without_docker_role_have_no_engine(converged):
+    for node in nodes_with("base"):
+        if node not in nodes_with("docker"):
+            assert not host(node).package("docker.io").is_installed, node
+
+
+def test_master_accepts_exactly_the_inventory_nodes(cluster, converged):
+    from saltyard import inventory
+
+    master = cluster.inventory.master.name
+    _, out = cluster.exec(master, ["salt-key", "--out=json", "-L"])
+    keys = json.loads(out)
+    assert set(keys["minions"]) == {n.name for n in inventory.load().nodes}
+    h = host(master)
+    assert h.service("salt-master").is_running
+    config = h.file("/etc/salt/master.d/saltyard.conf").content_string
+    assert "auto_accept: False" in config
+    assert "open_mode: False" in config
+
+
+def test_roles_come_from_the_master_not_from_minion_grains(cluster, converged, docker_node):
+    # A minion that sets a grain claiming a role gets nothing from it: targeting is by pillar,
+    # and the pillar is computed on the master from the inventory.
+    node = next(n.name for n in cluster.nodes if not n.has_role("docker"))
+    roles = cluster.salt([node], "pillar.get", "saltyard:roles")[node]
+    assert "docker" not in roles
+    cluster.salt([node], "grains.setval", "roles", '["docker"]')
+    try:
+        top = cluster.salt([node], "state.show_top")[node]
+        assert "docker" not in top["base"], top
+    finally:
+        cluster.salt([node], "grains.delkey", "roles", "force=True")
