@@ -245,7 +245,7 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
 
 
 def load(path: str | os.PathLike | None = None) -> Inventory:
-    """Read and validate the inventory file (default: $SALTYARD_INVENTORY or salt/inventory.yaml)."""
+    """Read and validate the inventory (default: $SALTYARD_INVENTORY or salt/inventory.yaml)."""
     path = Path(path or os.environ.get("SALTYARD_INVENTORY") or DEFAULT_PATH)
     try:
         text = path.read_text()

@@ -132,7 +132,7 @@ if is_master:
             src=StringIO(
                 "# Written by the saltyard bootstrap (saltyard/bootstrap/deploy.py).\n"
                 "interface: 0.0.0.0\n"
-                "# Keys are pre-seeded for exactly the inventory's nodes; nothing else is accepted.\n"
+                "# Keys are pre-seeded for exactly the inventory's nodes; no other is accepted.\n"
                 "auto_accept: False\n"
                 "open_mode: False\n"
                 f"saltyard_site: {host.data.saltyard_site}\n"
@@ -151,7 +151,7 @@ if is_master:
                 f"  - {REPO}/_pillar\n"
                 "ext_pillar:\n"
                 f"  - saltyard_inventory: {REPO}/salt/inventory.yaml\n"
-                "# Pillar errors (a bad inventory) stop every state run before it changes anything.\n"
+                "# Pillar errors (a bad inventory) stop every state run before any change.\n"
                 "pillar_safe_render_error: False\n"
             ),
             dest="/etc/salt/master.d/saltyard.conf",

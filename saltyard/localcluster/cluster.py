@@ -98,10 +98,10 @@ class Cluster:
         code, text = self.exec(self.inventory.master.name, cmd, check=False)
         if "No minions matched the target" in text:
             return {}
-        # Salt may print a line such as "ERROR: No return received" before the JSON.
+        # Salt may print a line such as "ERROR: No return received" before or after the JSON.
         start = text.find("{")
         try:
-            return json.loads(text[start:]) if start >= 0 else {}
+            return json.JSONDecoder().raw_decode(text[start:])[0] if start >= 0 else {}
         except json.JSONDecodeError:
             raise RuntimeError(
                 f"salt {' '.join(args)} exited {code} and printed:\n{text}"

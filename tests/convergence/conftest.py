@@ -11,19 +11,23 @@ from __future__ import annotations
 import os
 
 import pytest
-from saltyard.localcluster.cluster import Cluster, HighstateResult
 
+from saltyard.localcluster.cluster import Cluster, HighstateResult
+from saltyard.localcluster.progress import step
 from tests.convergence.helpers import PROFILE
 
 REUSE = os.environ.get("SALTYARD_REUSE_CLUSTER") == "1"
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Cluster:
-    cluster = Cluster(profile=PROFILE)
-    if not REUSE:
-        cluster.down()
-    cluster.up(highstate=False)
+def cluster(request) -> Cluster:
+    # Bringing the cluster up takes minutes: show its progress lines as they come.
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        cluster = Cluster(profile=PROFILE)
+        if not REUSE:
+            cluster.down()
+        cluster.up(highstate=False)
     return cluster
 
 
@@ -54,6 +58,8 @@ def first_run(cluster, docker_node) -> FirstRun:
     predicted = cluster.highstate(None, "test=True")
     after_test = dpkg_installed(cluster, docker_node, "docker.io")
     applied = cluster.highstate()
+    for result in applied.values():
+        step(f"first highstate: {result.describe()}")
     return FirstRun(predicted, before, after_test, applied)
 
 
