@@ -135,12 +135,13 @@ class Cluster:
         names = [n.name for n in self.nodes]
         step(f"vagrant up ({len(names)} nodes, docker provider): {', '.join(names)}")
         env = self._env() | {"SALTYARD_NODE_IMAGE": node_image}
-        subprocess.run(
-            ["vagrant", "up", "--provider=docker", "--parallel", *names],
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
+        command = ["vagrant", "up", "--provider=docker", "--parallel", *names]
+        # Vagrant's docker provider sometimes loses track of a container it just created when
+        # many are created in parallel ("No such object"); `vagrant up` is idempotent, so one
+        # more pass finishes the job.
+        if subprocess.run(command, cwd=ROOT, env=env, check=False).returncode != 0:
+            step("vagrant up failed for some nodes; running it once more")
+            subprocess.run(command, cwd=ROOT, env=env, check=True)
         for node in names:
             self._wait_systemd(node)
 
