@@ -27,8 +27,13 @@ def build(dest: Path) -> Path:
     wheels = dest / "wheels"
     wheels.mkdir(parents=True, exist_ok=True)
     constraints = ROOT / "requirements" / "constraints.txt"
-    if not any(wheels.glob("salt-*.whl")):
-        step(f"building wheels for {SALT_REQUIREMENT} (about a minute, once)")
+    # Salt and every runtime dependency of saltyard, rebuilt when the pins change.
+    pins = hashlib.sha256(
+        (ROOT / "pyproject.toml").read_bytes() + constraints.read_bytes()
+    ).hexdigest()
+    pins_marker = wheels / "dependencies.sources"
+    if not pins_marker.exists() or pins_marker.read_text() != pins:
+        step(f"building wheels for {SALT_REQUIREMENT} and saltyard's dependencies (a minute)")
         subprocess.run(
             [
                 sys.executable,
@@ -41,9 +46,13 @@ def build(dest: Path) -> Path:
                 "-c",
                 str(constraints),
                 SALT_REQUIREMENT,
+                str(ROOT),
             ],
             check=True,
+            cwd=dest,
         )
+        shutil.rmtree(ROOT / "build", ignore_errors=True)
+        pins_marker.write_text(pins)
     # Rebuilt only when the package's sources change: an unchanged wheelhouse gives an
     # identical tarball, and the deploy then skips the reinstall and the minion restart.
     sources = source_digest()

@@ -1,0 +1,1 @@
+"""HTTP clients for the components saltyard drives."""
