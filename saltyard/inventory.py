@@ -222,6 +222,15 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
             f"{path}: exactly one node must carry the salt-master role, found {masters or 'none'}"
         )
 
+    # Quorum-based ensembles need an odd member count (pitfall 7 in REFERENCE.md).
+    for role in ("zookeeper", "mesos-master", "consul-server"):
+        members = [n.name for n in nodes if role in n.roles]
+        if members and len(members) not in (1, 3, 5):
+            raise InventoryError(
+                f"{path}: {len(members)} nodes carry the {role} role ({', '.join(members)}); "
+                "a quorum needs 1, 3 or 5 members"
+            )
+
     profiles = data.get("profiles") or {"full": "all"}
     for pname, members in profiles.items():
         if members == "all":

@@ -13,3 +13,6 @@ base:
   'I@saltyard:roles:docker':
     - match: compound
     - docker
+  'I@saltyard:roles:zookeeper':
+    - match: compound
+    - zookeeper

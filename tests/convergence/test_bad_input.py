@@ -19,6 +19,7 @@ pytestmark = pytest.mark.cluster
 
 LIMITS = "/etc/security/limits.d/60-saltyard.conf"
 DAEMON_JSON = "/etc/docker/daemon.json"
+ZOO_CFG = "/etc/zookeeper/conf/zoo.cfg"
 # A change a good run would make: the limits file's nofile value.
 DECOY = {"base": {"limits": {"nofile": 4096}}}
 
@@ -27,9 +28,10 @@ def bad_highstate(cluster, node: str, pillar: dict):
     merged = json.loads(json.dumps(DECOY))
     for key, value in pillar.items():
         merged.setdefault(key, {}).update(value)
-    before = {path: host(node).file(path).content_string for path in (LIMITS, DAEMON_JSON)}
+    watched = [p for p in (LIMITS, DAEMON_JSON, ZOO_CFG) if host(node).file(p).exists]
+    before = {path: host(node).file(path).content_string for path in watched}
     result = cluster.highstate([node], f"pillar={json.dumps(merged)}")[node]
-    after = {path: host(node).file(path).content_string for path in (LIMITS, DAEMON_JSON)}
+    after = {path: host(node).file(path).content_string for path in watched}
     assert not result.ok, result.describe()
     assert result.changed == [], result.describe()
     assert after == before, "a failed run changed files"
@@ -57,6 +59,12 @@ def test_unknown_log_driver_is_refused(cluster, converged, docker_node):
 def test_host_sysctl_in_a_container_is_refused(cluster, converged, docker_node):
     result = bad_highstate(cluster, docker_node, {"base": {"sysctl": {"vm.swappiness": 1}}})
     assert any("vm.swappiness" in e for e in result.errors), result.describe()
+
+
+def test_zookeeper_quorum_that_does_not_match_the_ensemble_is_refused(cluster, converged):
+    node = next(n.name for n in cluster.nodes if n.has_role("zookeeper"))
+    result = bad_highstate(cluster, node, {"zookeeper": {"quorum": 2}})
+    assert any("zookeeper:quorum is 2" in e for e in result.errors), result.describe()
 
 
 @pytest.fixture

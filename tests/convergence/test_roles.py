@@ -56,6 +56,30 @@ def test_docker_role(converged, node):
     assert info["LoggingDriver"] == "syslog"
 
 
+@pytest.mark.parametrize("node", nodes_with("zookeeper"))
+def test_zookeeper_role(converged, node):
+    from saltyard import inventory
+
+    inv = inventory.load()
+    members = [n for n in inv.nodes if n.has_role("zookeeper")]
+    my_id = [n.name for n in members].index(node) + 1
+    h = host(node)
+    assert h.package("zookeeperd").is_installed
+    assert h.service("zookeeper").is_running
+    zoo_cfg = h.file("/etc/zookeeper/conf/zoo.cfg").content_string
+    for index, member in enumerate(members, start=1):
+        assert f"server.{index}={member.address}:2888:3888" in zoo_cfg
+    assert "dataDir=/var/lib/zookeeper" in zoo_cfg
+    assert h.file("/etc/zookeeper/conf/myid").content_string.strip() == str(my_id)
+    # The server answers its health probe (the JVM takes a few seconds after a restart).
+    probe = (
+        "for i in $(seq 30); do "
+        "r=$(exec 3<>/dev/tcp/127.0.0.1/2181 && printf ruok >&3 && cat <&3) && "
+        '[ "$r" = imok ] && echo "$r" && exit 0; sleep 1; done; exit 1'
+    )
+    assert h.check_output(f"bash -c '{probe}'") == "imok"
+
+
 @pytest.mark.parametrize("node", nodes_with("kernel"))
 def test_kernel_role(cluster, converged, node):
     ret = cluster.salt([node], "kernel_check.meets", "4.4.27")[node]

@@ -215,9 +215,16 @@ def bad_subnet(d):
     return ["subnet", "10.9.0.0/33"]
 
 
+def even_zookeeper_ensemble(d):
+    d["nodes"][2]["roles"] = ["lvs", "zookeeper"]
+    d["nodes"].append({"name": "zk2", "address": "10.9.0.12", "roles": ["zookeeper"]})
+    return ["2 nodes", "zookeeper", "'lvs1'"[1:-1], "zk2", "1, 3 or 5"]
+
+
 @pytest.mark.parametrize(
     "mutate",
     [
+        even_zookeeper_ensemble,
         unknown_role,
         listed_twice,
         duplicate_address,
