@@ -1,0 +1,311 @@
+"""
+Keep a Marathon app at a definition, an instance count, or gone.
+
+Works through saltyard's ``marathon`` execution module (``_modules/marathon.py``), which reads
+the Marathon URL from ``marathon:url`` in the minion config or pillar.
+
+.. code-block:: yaml
+
+    /web:
+      marathon_app.present:
+        - app:
+            cmd: exec python3 -m http.server $PORT0
+            instances: 2
+            mem: 64
+            container:
+              docker: {image: registry.local/web:1.4}
+              portMappings: [{containerPort: 0, hostPort: 0}]
+            networks: [{mode: container/bridge}]
+            healthChecks: [{protocol: HTTP, path: /, portIndex: 0}]
+        - timeout: 300
+
+Only the keys the state sets are compared with the running app, so fields Marathon fills in
+(version, task counters, defaults) never show up as changes. A key removed from the state is
+left as it is in Marathon.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from salt.exceptions import CommandExecutionError
+
+__virtualname__ = "marathon_app"
+
+# Fields Marathon computes or fills in; a definition may echo them back (e.g. copied from
+# `marathon.app`) but they are never desired state.
+_MARATHON_OWNED = (
+    "version",
+    "versionInfo",
+    "deployments",
+    "tasks",
+    "tasksStaged",
+    "tasksRunning",
+    "tasksHealthy",
+    "tasksUnhealthy",
+    "lastTaskFailure",
+    "readinessCheckResults",
+)
+# Maps the user owns as a whole: a key missing from the state must go from Marathon too.
+_WHOLE_MAPS = ("env", "labels")
+_DOCKER_NETWORK_MODES = {
+    "BRIDGE": "container/bridge",
+    "HOST": "host",
+    "USER": "container",
+    "NONE": "none",
+}
+
+
+def __virtual__() -> str | tuple[bool, str]:
+    # Salt's own `marathon` module has no `validate`: require saltyard's, which overrides it.
+    if "marathon.validate" not in __salt__:
+        return (False, "marathon_app: saltyard's marathon execution module is not loaded")
+    return __virtualname__
+
+
+def _canonical_id(app_id: str) -> str:
+    return "/" + "/".join(p for p in str(app_id).split("/") if p)
+
+
+def _desired(name: str, app: dict[str, Any]) -> dict[str, Any]:
+    """The definition to send: `name` is the id; Marathon-owned fields are dropped."""
+    desired = {k: copy.deepcopy(v) for k, v in (app or {}).items() if k not in _MARATHON_OWNED}
+    desired.setdefault("id", name)
+    return desired
+
+
+def _comparable(desired: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite the pre-1.5 Docker network shape into the 1.5+ one Marathon answers with."""
+    desired = copy.deepcopy(desired)
+    desired["id"] = _canonical_id(desired["id"])
+    container = desired.get("container")
+    docker = container.get("docker") if isinstance(container, dict) else None
+    if isinstance(docker, dict):
+        network = docker.pop("network", None)
+        mappings = docker.pop("portMappings", None)
+        if network is not None and "networks" not in desired:
+            desired["networks"] = [{"mode": _DOCKER_NETWORK_MODES[str(network).upper()]}]
+        if mappings is not None and "portMappings" not in container:
+            container["portMappings"] = mappings
+    return desired
+
+
+def _matches(want: Any, have: Any, key: str = "") -> bool:
+    """True if `have` (running) satisfies `want` (desired): mappings are compared on the keys
+    `want` sets, lists element by element; servicePort 0 means "any port Marathon assigned"."""
+    if isinstance(want, dict):
+        if not isinstance(have, dict):
+            return False
+        if key in _WHOLE_MAPS:
+            return want == have
+        for k, v in want.items():
+            if k == "servicePort" and v == 0:
+                continue
+            if k not in have:
+                # An empty value in the state equals an absent one in Marathon's answer.
+                if v in (None, [], {}, ""):
+                    continue
+                return False
+            if not _matches(v, have[k], k):
+                return False
+        return True
+    if isinstance(want, list | tuple):
+        return (
+            isinstance(have, list | tuple)
+            and len(want) == len(have)
+            and all(_matches(w, h) for w, h in zip(want, have, strict=True))
+        )
+    if isinstance(want, bool) or isinstance(have, bool):
+        return want is have
+    return want == have
+
+
+def _diff(desired: dict[str, Any], running: dict[str, Any] | None) -> dict[str, Any]:
+    """{'old': ..., 'new': ...} for the top-level keys that differ; {} when nothing does."""
+    if running is None:
+        return {"old": None, "new": desired}
+    want = _comparable(desired)
+    old, new = {}, {}
+    for key, value in want.items():
+        if not _matches(value, running.get(key), key):
+            old[key] = running.get(key)
+            new[key] = desired.get(key, value)
+    return {"old": old, "new": new} if new else {}
+
+
+def _wait(ref: dict[str, Any], app_id: str, timeout: float) -> None:
+    if ref.get("deploymentId"):
+        __salt__["marathon.wait_for_deployment"](
+            ref["deploymentId"], timeout=timeout, app_id=app_id, version=ref.get("version")
+        )
+
+
+def _running(app_id: str) -> dict[str, Any] | None:
+    if not __salt__["marathon.exists"](app_id):
+        return None
+    return __salt__["marathon.app"](app_id)
+
+
+def present(
+    name: str,
+    app: dict[str, Any],
+    wait: bool = True,
+    timeout: float = 300,
+    force: bool = False,
+) -> dict[str, Any]:
+    """
+    Ensure the app ``name`` runs with definition ``app``.
+
+    name
+        The app id, e.g. ``/web`` (also used when ``app`` has no ``id``).
+    app
+        The app definition (cmd/args, container, instances, env, healthChecks, ...). Only the
+        keys given are compared with the running app.
+    wait
+        Wait for the deployment to finish; a failed or timed out deployment fails the state
+        with Marathon's reason (the last task failure).
+    timeout
+        Seconds to wait for the deployment.
+    force
+        Cancel a deployment that holds the app instead of failing on it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' state.single marathon_app.present /web app='{"cmd": "sleep 600", "mem": 32}'
+    """
+    ret: dict[str, Any] = {"name": name, "changes": {}, "result": False, "comment": ""}
+    if not isinstance(app, dict):
+        ret["comment"] = f"app must be a mapping (the app definition), got {app!r}"
+        return ret
+    desired = _desired(name, app)
+    if _canonical_id(desired["id"]) != _canonical_id(name):
+        ret["comment"] = f"app id {desired['id']!r} differs from the state's name {name!r}"
+        return ret
+    # Validate locally first, so a bad definition never reaches Marathon (and never half-applies).
+    errors = __salt__["marathon.validate"](desired)
+    if errors:
+        ret["comment"] = f"invalid definition for app {name}: " + "; ".join(errors)
+        return ret
+
+    app_id = _canonical_id(name)
+    try:
+        running = _running(app_id)
+        diff = _diff(desired, running)
+        if not diff:
+            ret["result"] = True
+            ret["comment"] = f"app {app_id} is already as defined"
+            return ret
+        verb = "created" if running is None else "updated"
+        if __opts__["test"]:
+            ret["result"] = None
+            ret["changes"] = diff
+            ret["comment"] = f"app {app_id} would be {verb}"
+            return ret
+
+        if running is None:
+            created = __salt__["marathon.create"](desired)
+            deployments = created.get("deployments") or [{}]
+            ref = {"deploymentId": deployments[0].get("id"), "version": created.get("version")}
+        else:
+            ref = __salt__["marathon.update"](app_id, desired, force=force)
+        ret["changes"] = diff
+        if wait:
+            _wait(ref, app_id, timeout)
+            # Read back: the deployment finishing does not prove the definition took.
+            left = _diff(desired, _running(app_id))
+            if left:
+                ret["comment"] = f"app {app_id} {verb}, but still differs: {left}"
+                return ret
+    except CommandExecutionError as exc:
+        ret["comment"] = f"app {app_id}: {exc}"
+        return ret
+
+    ret["result"] = True
+    ret["comment"] = f"app {app_id} {verb}" + (" and deployed" if wait else " (not waited for)")
+    return ret
+
+
+def absent(name: str, wait: bool = True, timeout: float = 300, force: bool = False) -> dict:
+    """
+    Ensure the app ``name`` does not exist (its tasks are killed).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' state.single marathon_app.absent /web
+    """
+    ret: dict[str, Any] = {"name": name, "changes": {}, "result": False, "comment": ""}
+    app_id = _canonical_id(name)
+    try:
+        running = _running(app_id)
+        if running is None:
+            ret["result"] = True
+            ret["comment"] = f"app {app_id} is already absent"
+            return ret
+        changes = {"old": {"id": app_id, "version": running.get("version")}, "new": None}
+        if __opts__["test"]:
+            ret["result"] = None
+            ret["changes"] = changes
+            ret["comment"] = f"app {app_id} would be deleted"
+            return ret
+        ref = __salt__["marathon.delete"](app_id, force=force)
+        ret["changes"] = changes
+        if wait and ref.get("deploymentId"):
+            # No version check: the app is gone afterwards by design.
+            __salt__["marathon.wait_for_deployment"](ref["deploymentId"], timeout=timeout)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"app {app_id}: {exc}"
+        return ret
+    ret["result"] = True
+    ret["comment"] = f"app {app_id} deleted"
+    return ret
+
+
+def scaled(
+    name: str, instances: int, wait: bool = True, timeout: float = 300, force: bool = False
+) -> dict:
+    """
+    Ensure the existing app ``name`` runs ``instances`` instances (a scaling-only change:
+    running tasks are kept).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' state.single marathon_app.scaled /web instances=3
+    """
+    ret: dict[str, Any] = {"name": name, "changes": {}, "result": False, "comment": ""}
+    app_id = _canonical_id(name)
+    # Same checks as validate() applies, before anything is sent.
+    if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
+        ret["comment"] = f"instances {instances!r}: must be an integer 0 or more"
+        return ret
+    try:
+        running = _running(app_id)
+        if running is None:
+            ret["comment"] = f"app {app_id} does not exist: nothing to scale"
+            return ret
+        if running.get("instances") == instances:
+            ret["result"] = True
+            ret["comment"] = f"app {app_id} already has {instances} instance(s)"
+            return ret
+        changes = {"old": {"instances": running.get("instances")}, "new": {"instances": instances}}
+        if __opts__["test"]:
+            ret["result"] = None
+            ret["changes"] = changes
+            ret["comment"] = f"app {app_id} would be scaled to {instances}"
+            return ret
+        ref = __salt__["marathon.scale"](app_id, instances, force=force)
+        ret["changes"] = changes
+        if wait:
+            _wait(ref, app_id, timeout)
+    except CommandExecutionError as exc:
+        ret["comment"] = f"app {app_id}: {exc}"
+        return ret
+    ret["result"] = True
+    ret["comment"] = f"app {app_id} scaled to {instances}"
+    return ret

@@ -1,0 +1,211 @@
+"""saltyard's ``marathon`` execution module and ``marathon_app`` state against a real emulator.
+
+The modules are loaded by path with the dunders injected (as tests/unit/conftest.py's ``load``
+does; that fixture lives in another conftest, so a small copy is here). ``config.get`` answers
+``marathon:url`` with the emulator's URL; the state's ``__salt__`` holds the execution module's
+functions, as Salt's loader would.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import requests
+from marathon_helpers import TASK_IMAGE, containers_of, state_of, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+_serial = itertools.count()
+MODULE_FUNCTIONS = (
+    "apps app exists create update delete restart scale tasks kill_task deployments "
+    "wait_for_deployment leader info validate"
+).split()
+
+
+def load(kind: str, name: str, *, salt: dict[str, Any], test: bool = False) -> ModuleType:
+    path = REPO / kind / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"saltyard_it_{name}_{next(_serial)}", path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.__salt__ = salt
+    module.__opts__ = {"test": test}
+    module.__grains__ = {}
+    return module
+
+
+@pytest.fixture
+def salt_modules(emulator):
+    """Factory: (execution module, state module), the state in test mode when asked."""
+
+    def make(test: bool = False) -> tuple[ModuleType, ModuleType]:
+        config = {"marathon:url": emulator.url}
+        mod = load("_modules", "marathon", salt={"config.get": lambda k, d=None: config.get(k, d)})
+        assert mod.__virtual__() == "marathon"
+        salt = {f"marathon.{f}": getattr(mod, f) for f in MODULE_FUNCTIONS}
+        state = load("_states", "marathon_app", salt=salt, test=test)
+        assert state.__virtual__() == "marathon_app"
+        return mod, state
+
+    return make
+
+
+def web(instances: int = 1, env: dict | None = None, **extra) -> dict[str, Any]:
+    app = {
+        "cmd": "exec python3 -m http.server $PORT0",
+        "instances": instances,
+        "cpus": 0.1,
+        "mem": 64,
+        "env": env or {},
+        # Pre-1.5 shape on purpose: Marathon answers in the 1.5+ one, and the state must not
+        # report that as a change.
+        "container": {
+            "type": "DOCKER",
+            "docker": {
+                "image": TASK_IMAGE,
+                "network": "BRIDGE",
+                "portMappings": [{"containerPort": 0, "hostPort": 0}],
+            },
+        },
+        "healthChecks": [
+            {
+                "protocol": "HTTP",
+                "path": "/",
+                "portIndex": 0,
+                "intervalSeconds": 1,
+                "timeoutSeconds": 1,
+                "gracePeriodSeconds": 20,
+                "maxConsecutiveFailures": 3,
+            }
+        ],
+    }
+    app.update(extra)
+    return app
+
+
+def get_app(emulator, app_id: str) -> dict | None:
+    r = requests.get(f"{emulator.url}/v2/apps{app_id}", timeout=5)
+    return None if r.status_code == 404 else r.json()["app"]
+
+
+def running_containers(docker_client, emulator, app_id: str) -> list:
+    return [
+        c
+        for c in containers_of(docker_client, emulator.cluster, app_id)
+        if state_of(c) == "running"
+    ]
+
+
+def test_present_creates_converges_and_rolls_out(salt_modules, emulator, docker_client):
+    _, state = salt_modules()
+    ret = state.present("/salt/web", web(env={"GREETING": "hi"}), timeout=40)
+    assert ret["result"] is True, ret["comment"]
+    assert ret["changes"]["old"] is None and ret["changes"]["new"]["id"] == "/salt/web"
+    app = get_app(emulator, "/salt/web")
+    assert app["tasksHealthy"] == app["tasksRunning"] == 1
+    assert len(running_containers(docker_client, emulator, "/salt/web")) == 1
+
+    # Same definition again: Marathon's defaults, servicePort and shape are not changes.
+    again = state.present("/salt/web", web(env={"GREETING": "hi"}), timeout=40)
+    assert again == {**again, "result": True, "changes": {}}, again
+
+    # Test mode predicts the diff and sends nothing.
+    _, dry = salt_modules(test=True)
+    predicted = dry.present("/salt/web", web(2, env={"GREETING": "bye"}))
+    assert predicted["result"] is None
+    assert predicted["changes"] == {
+        "old": {"instances": 1, "env": {"GREETING": "hi"}},
+        "new": {"instances": 2, "env": {"GREETING": "bye"}},
+    }
+    assert get_app(emulator, "/salt/web")["version"] == app["version"]
+
+    ret = state.present("/salt/web", web(2, env={"GREETING": "bye"}), timeout=40)
+    assert ret["result"] is True, ret["comment"]
+    assert ret["changes"] == predicted["changes"]
+    after = get_app(emulator, "/salt/web")
+    assert after["version"] != app["version"]
+    assert after["tasksHealthy"] == after["tasksRunning"] == 2
+    tasks = requests.get(f"{emulator.url}/v2/apps/salt/web/tasks", timeout=5).json()["tasks"]
+    assert {t["version"] for t in tasks} == {after["version"]}
+    containers = running_containers(docker_client, emulator, "/salt/web")
+    assert len(containers) == 2
+    for c in containers:
+        c.reload()
+        assert "GREETING=bye" in c.attrs["Config"]["Env"]
+
+
+@pytest.mark.parametrize(
+    "app_id, change, named",
+    [
+        ("/salt/Bad_ID", {}, "'Bad_ID'"),
+        ("/salt/neg", {"instances": -1}, "instances -1"),
+        ("/salt/near", {"constraints": [["hostname", "NEAR", "x"]]}, "'NEAR'"),
+        ("/salt/hc", {"healthChecks": [{"protocol": "HTTP", "portIndex": 3}]}, "portIndex 3"),
+        ("/salt/noimage", {"container": {"docker": {"image": ""}}}, "image ''"),
+        ("/salt/both", {"args": ["sleep", "60"]}, "args ['sleep', '60']"),
+    ],
+)
+def test_present_refuses_bad_definitions(salt_modules, emulator, app_id, change, named):
+    _, state = salt_modules()
+    app = web(**change)
+    if "container" in change:  # an image-less container, nothing else about it wrong
+        app["container"] = {"type": "DOCKER", "docker": {"image": "", "network": "BRIDGE"}}
+        app.pop("healthChecks")
+    ret = state.present(app_id, app)
+    assert ret["result"] is False and ret["changes"] == {}
+    assert named in ret["comment"], ret["comment"]
+    assert get_app(emulator, app_id) is None
+    ids = [a["id"] for a in requests.get(f"{emulator.url}/v2/apps", timeout=5).json()["apps"]]
+    assert app_id.lower() not in [i.lower() for i in ids]
+
+
+def test_validate_accepts_a_good_definition(salt_modules):
+    mod, _ = salt_modules()
+    assert mod.validate({**web(), "id": "/salt/ok.v1/web-2"}) == []
+
+
+def test_failed_rollout_reports_marathon_reason(salt_modules, emulator):
+    _, state = salt_modules()
+    broken = web(cmd="echo boom >&2; exit 3")
+    ret = state.present("/salt/broken", broken, timeout=6)
+    assert ret["result"] is False
+    assert "still running after 6s" in ret["comment"], ret["comment"]
+    assert "last task failure" in ret["comment"], ret["comment"]
+    _, cleanup = salt_modules()
+    assert cleanup.absent("/salt/broken", force=True, timeout=30)["result"] is True
+
+
+def test_scaled_and_absent(salt_modules, emulator, docker_client):
+    _, state = salt_modules()
+    assert state.present("/salt/scale", web(), timeout=40)["result"] is True
+    version = get_app(emulator, "/salt/scale")["version"]
+
+    _, dry = salt_modules(test=True)
+    predicted = dry.scaled("/salt/scale", 2)
+    assert predicted["result"] is None
+    assert predicted["changes"] == {"old": {"instances": 1}, "new": {"instances": 2}}
+    assert get_app(emulator, "/salt/scale")["version"] == version
+
+    ret = state.scaled("/salt/scale", 2, timeout=40)
+    assert ret["result"] is True and ret["changes"]["new"] == {"instances": 2}, ret
+    assert get_app(emulator, "/salt/scale")["tasksHealthy"] == 2
+    assert state.scaled("/salt/scale", 2)["changes"] == {}
+    assert state.scaled("/salt/scale", -1)["result"] is False
+
+    assert dry.absent("/salt/scale")["result"] is None
+    assert get_app(emulator, "/salt/scale") is not None
+
+    ret = state.absent("/salt/scale", timeout=30)
+    assert ret["result"] is True and ret["changes"]["new"] is None, ret
+    assert get_app(emulator, "/salt/scale") is None
+    wait_until(
+        lambda: not running_containers(docker_client, emulator, "/salt/scale"),
+        15,
+        message="/salt/scale containers to go",
+    )
+    again = state.absent("/salt/scale")
+    assert again["result"] is True and again["changes"] == {}
