@@ -17,12 +17,12 @@ function::
       password: secret
       verify: true                         # TLS verification, or a CA bundle path
 
-``validate`` checks a definition locally, before anything is sent to Marathon.
+``validate`` checks a definition locally, before anything is sent to Marathon, with the client's
+rules (``saltyard.clients.marathon.validate_app``).
 """
 
 from __future__ import annotations
 
-import re
 import urllib.parse
 from typing import Any
 
@@ -36,17 +36,6 @@ except ImportError:  # the minion's Python lacks the saltyard package
     HAS_SALTYARD = False
 
 __virtualname__ = "marathon"
-
-# Marathon's id segment rule: lowercase letters, digits, '-' and '.', no '-' at either end of a
-# dot-separated label. The emulator also reserves the API's own path words as segments.
-_ID_SEGMENT_RE = re.compile(
-    r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$"
-)
-_RESERVED_SEGMENTS = ("tasks", "versions", "restart")
-_CONSTRAINT_OPERATORS = ("UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS")
-_HEALTH_PROTOCOLS = ("HTTP", "HTTPS", "TCP", "COMMAND", "MESOS_HTTP", "MESOS_HTTPS", "MESOS_TCP")
-_DOCKER_NETWORKS = ("BRIDGE", "HOST", "USER", "NONE")
-_NETWORK_MODES = ("host", "container/bridge", "container", "none")
 
 
 def __virtual__() -> str | tuple[bool, str]:
@@ -339,159 +328,6 @@ def wait_for_deployment(
 # ---------------------------------------------------------------------- validation
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _id_errors(app_id: Any) -> list[str]:
-    if not isinstance(app_id, str) or not app_id.strip("/"):
-        return [f"id {app_id!r}: an app id is required"]
-    errors = []
-    for segment in (p for p in app_id.split("/") if p):
-        if not _ID_SEGMENT_RE.match(segment):
-            errors.append(
-                f"id {app_id!r}: segment {segment!r} is invalid (lowercase letters, digits, "
-                "'-' and '.' only, not starting or ending with '-')"
-            )
-        elif segment in _RESERVED_SEGMENTS:
-            errors.append(f"id {app_id!r}: segment {segment!r} is reserved by the Marathon API")
-    return errors
-
-
-def _constraint_errors(constraints: Any) -> list[str]:
-    if constraints is None:
-        return []
-    if not isinstance(constraints, list):
-        return [f"constraints {constraints!r}: must be a list of [field, operator(, value)]"]
-    errors = []
-    for i, c in enumerate(constraints):
-        where = f"constraints[{i}] {c!r}"
-        if (
-            not isinstance(c, list | tuple)
-            or len(c) not in (2, 3)
-            or not all(isinstance(x, str) for x in c)
-        ):
-            errors.append(f"{where}: must be [field, operator] or [field, operator, value]")
-            continue
-        op, value = c[1], (c[2] if len(c) == 3 else None)
-        if op not in _CONSTRAINT_OPERATORS:
-            errors.append(
-                f"{where}: unknown operator {op!r} (one of {', '.join(_CONSTRAINT_OPERATORS)})"
-            )
-            continue
-        if op in ("LIKE", "UNLIKE", "IS") and value is None:
-            errors.append(f"{where}: {op} needs a value")
-        if op in ("LIKE", "UNLIKE") and value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                errors.append(f"{where}: {value!r} is not a valid regular expression ({exc})")
-        if op == "MAX_PER" and (value is None or not value.isdigit() or int(value) < 1):
-            errors.append(f"{where}: MAX_PER needs a positive integer value, got {value!r}")
-        if op == "GROUP_BY" and value is not None and not value.isdigit():
-            errors.append(f"{where}: GROUP_BY value must be an integer, got {value!r}")
-    return errors
-
-
-def _network_and_ports(app: dict[str, Any], errors: list[str]) -> tuple[bool, int]:
-    """Whether the app uses container networking, and how many ports a portIndex may address."""
-    container = app.get("container") if isinstance(app.get("container"), dict) else {}
-    docker = container.get("docker") if isinstance(container.get("docker"), dict) else {}
-    # Both shapes are accepted: 1.5+ `networks`, pre-1.5 `container.docker.network`.
-    container_net = False
-    networks = app.get("networks")
-    if networks is not None:
-        if not isinstance(networks, list):
-            errors.append(f"networks {networks!r}: must be a list")
-            networks = []
-        for i, n in enumerate(networks):
-            mode = n.get("mode", "container") if isinstance(n, dict) else None
-            if mode not in _NETWORK_MODES:
-                errors.append(
-                    f"networks[{i}] mode {mode!r}: must be one of {', '.join(_NETWORK_MODES)}"
-                )
-            elif mode != "host":
-                container_net = True
-    network = docker.get("network")
-    if network is not None:
-        if str(network).upper() not in _DOCKER_NETWORKS:
-            errors.append(
-                f"container.docker.network {network!r}: must be one of "
-                f"{', '.join(_DOCKER_NETWORKS)}"
-            )
-        elif str(network).upper() in ("BRIDGE", "USER"):
-            container_net = True
-
-    mappings = container.get("portMappings")
-    where = "container.portMappings"
-    if mappings is None:
-        mappings, where = docker.get("portMappings"), "container.docker.portMappings"
-    mappings = mappings or []
-    if not isinstance(mappings, list):
-        errors.append(f"{where} {mappings!r}: must be a list")
-        mappings = []
-    for i, pm in enumerate(mappings):
-        for key in ("containerPort", "hostPort", "servicePort"):
-            v = pm.get(key, 0) if isinstance(pm, dict) else None
-            if v is not None and (not _is_int(v) or not 0 <= v <= 65535):
-                errors.append(f"{where}[{i}].{key} {v!r}: must be a port number 0..65535")
-    if container_net:
-        if app.get("portDefinitions"):
-            errors.append("portDefinitions: must be empty with container (BRIDGE/USER) networking")
-        return True, len(mappings)
-    if mappings:
-        errors.append(f"{where}: port mappings need container (BRIDGE/USER) networking")
-    definitions = app.get("portDefinitions")
-    if definitions is None:
-        return False, 1  # Marathon gives a host-networked app one port by default
-    if not isinstance(definitions, list):
-        errors.append(f"portDefinitions {definitions!r}: must be a list")
-        return False, 0
-    return False, len(definitions)
-
-
-def _health_check_errors(checks: Any, n_ports: int, container_net: bool) -> list[str]:
-    if checks is None:
-        return []
-    if not isinstance(checks, list):
-        return [f"healthChecks {checks!r}: must be a list"]
-    errors = []
-    what = "port mapping(s)" if container_net else "port(s)"
-    for i, hc in enumerate(checks):
-        where = f"healthChecks[{i}]"
-        if not isinstance(hc, dict):
-            errors.append(f"{where} {hc!r}: must be an object")
-            continue
-        proto = hc.get("protocol", "HTTP")
-        if proto not in _HEALTH_PROTOCOLS:
-            errors.append(
-                f"{where}.protocol {proto!r}: must be one of {', '.join(_HEALTH_PROTOCOLS)}"
-            )
-        for key in ("gracePeriodSeconds", "intervalSeconds", "timeoutSeconds"):
-            v = hc.get(key, 0)
-            if not _is_number(v) or v < 0:
-                errors.append(f"{where}.{key} {v!r}: must be 0 or more")
-        v = hc.get("maxConsecutiveFailures", 0)
-        if not _is_int(v) or v < 0:
-            errors.append(f"{where}.maxConsecutiveFailures {v!r}: must be an integer 0 or more")
-        if proto == "COMMAND":
-            if not isinstance(hc.get("command"), dict | str):
-                errors.append(f"{where}.command: COMMAND health checks need a command")
-            continue
-        if hc.get("port") is not None:
-            if not _is_int(hc["port"]) or not 0 < hc["port"] <= 65535:
-                errors.append(f"{where}.port {hc['port']!r}: must be a port number")
-            continue
-        idx = hc.get("portIndex", 0)
-        if not _is_int(idx) or idx < 0 or idx >= n_ports:
-            errors.append(f"{where}.portIndex {idx!r}: out of range, the app has {n_ports} {what}")
-    return errors
-
-
 def validate(app: dict[str, Any]) -> list[str]:
     """
     Check an app definition before anything is sent to Marathon.
@@ -510,63 +346,5 @@ def validate(app: dict[str, Any]) -> list[str]:
 
         salt '*' marathon.validate '{"id": "/web", "instances": -1, "cmd": "sleep 60"}'
     """
-    if not isinstance(app, dict):
-        return [f"app definition {app!r}: must be a mapping"]
-    errors = _id_errors(app.get("id"))
-
-    cmd, args = app.get("cmd"), app.get("args")
-    if cmd is not None and args is not None:
-        errors.append(f"cmd {cmd!r} and args {args!r}: give one of them, not both")
-    if cmd is not None and not isinstance(cmd, str):
-        errors.append(f"cmd {cmd!r}: must be a string")
-    if args is not None and not (isinstance(args, list) and all(isinstance(a, str) for a in args)):
-        errors.append(f"args {args!r}: must be a list of strings")
-    if cmd is None and args is None and not app.get("container"):
-        errors.append("cmd/args/container: the app needs cmd, args or a container")
-
-    instances = app.get("instances", 1)
-    if not _is_int(instances) or instances < 0:
-        errors.append(f"instances {instances!r}: must be an integer 0 or more")
-    for key in ("cpus", "mem", "disk", "gpus"):
-        v = app.get(key, 0)
-        if not _is_number(v) or v < 0:
-            errors.append(f"{key} {v!r}: must be a number 0 or more")
-    for key in ("env", "labels"):
-        value = app.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, dict):
-            errors.append(f"{key} {value!r}: must be a mapping of strings")
-            continue
-        for k, v in value.items():
-            # YAML turns true/1/1.0 into non-strings; Marathon refuses them.
-            if not isinstance(k, str) or not isinstance(v, str):
-                errors.append(f"{key}[{k!r}] {v!r}: must be a string (quote it in YAML)")
-
-    strategy = app.get("upgradeStrategy")
-    if strategy is not None:
-        if not isinstance(strategy, dict):
-            errors.append(f"upgradeStrategy {strategy!r}: must be a mapping")
-        else:
-            for key in ("minimumHealthCapacity", "maximumOverCapacity"):
-                v = strategy.get(key, 1)
-                if not _is_number(v) or not 0 <= v <= 1:
-                    errors.append(f"upgradeStrategy.{key} {v!r}: must be between 0 and 1")
-
-    container = app.get("container")
-    if container is not None:
-        if not isinstance(container, dict):
-            errors.append(f"container {container!r}: must be a mapping")
-        else:
-            ctype = container.get("type", "DOCKER")
-            if ctype not in ("DOCKER", "MESOS"):
-                errors.append(f"container.type {ctype!r}: must be DOCKER or MESOS")
-            docker = container.get("docker")
-            image = docker.get("image") if isinstance(docker, dict) else None
-            if not isinstance(image, str) or not image.strip():
-                errors.append(f"container.docker.image {image!r}: an image name is required")
-
-    errors += _constraint_errors(app.get("constraints"))
-    container_net, n_ports = _network_and_ports(app, errors)
-    errors += _health_check_errors(app.get("healthChecks"), n_ports, container_net)
-    return errors
+    # The rules are the client's (one place for them, shared with the emulator).
+    return [error.message for error in marathon_client.validate_app(app)]

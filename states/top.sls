@@ -16,3 +16,12 @@ base:
   'I@saltyard:roles:zookeeper':
     - match: compound
     - zookeeper
+  'I@saltyard:roles:mesos-master':
+    - match: compound
+    - mesos.master
+  'I@saltyard:roles:mesos-agent':
+    - match: compound
+    - mesos.agent
+  'I@saltyard:roles:marathon':
+    - match: compound
+    - marathon

@@ -28,3 +28,14 @@ docker:
   storage_driver: overlay2
   data_root: /var/lib/docker
   log_driver: syslog
+
+mesos:
+  install_packages: True
+  package_source:
+    repo: deb [signed-by=/usr/share/keyrings/mesos.gpg] http://packages.example.internal/mesos bookworm main
+    key_url: http://packages.example.internal/mesos/mesos.gpg
+
+marathon:
+  install_package: True
+  # http_credentials come from a pillar outside this repository (e.g. GPG-encrypted pillar):
+  # marathon: {http_credentials: {user: ops, password: ...}}

@@ -14,3 +14,14 @@ kernel:
 docker:
   storage_driver: overlay2
   log_driver: syslog
+
+# No Mesos or Marathon package source is reachable here: their states lay down and check every
+# configuration file, and install nothing. The Marathon-API emulator (a development stand-in)
+# takes Marathon's place in the local cluster.
+mesos:
+  install_packages: False
+
+marathon:
+  install_package: False
+  http_credentials:
+    user: saltyard   # the password is generated on the master (salt/secrets.yaml)

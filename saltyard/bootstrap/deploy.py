@@ -151,6 +151,9 @@ if is_master:
                 f"  - {REPO}/_pillar\n"
                 "ext_pillar:\n"
                 f"  - saltyard_inventory: {REPO}/salt/inventory.yaml\n"
+                "  - saltyard_secrets:\n"
+                f"      catalogue: {REPO}/salt/secrets.yaml\n"
+                "      store: /etc/salt/saltyard-secrets\n"
                 "# Pillar errors (a bad inventory) stop every state run before any change.\n"
                 "pillar_safe_render_error: False\n"
             ),

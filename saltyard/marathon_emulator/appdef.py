@@ -1,4 +1,6 @@
-"""App definitions: id rules, validation (Marathon's 422 shape), defaults and versions.
+"""App definitions: Marathon's 422 answer, defaults, shapes and versions.
+
+The validation rules themselves are the client's (``saltyard.clients.marathon.validate_app``).
 
 Input may use the pre-1.5 shape (``container.docker.network`` / ``container.docker.portMappings``)
 or the 1.5+ shape (``networks`` / ``container.portMappings``); the stored and rendered shape is
@@ -9,23 +11,16 @@ rendered (its models reject unknown keys).
 from __future__ import annotations
 
 import copy
-import re
 from datetime import UTC, datetime, timedelta
 
-ID_SEGMENT = re.compile(
-    r"^(([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])\.)*([a-z0-9]|[a-z0-9][a-z0-9\-]*[a-z0-9])$"
-)
-RESERVED_SEGMENTS = {"tasks", "versions", "restart"}
-CONSTRAINT_OPERATORS = ("UNIQUE", "CLUSTER", "GROUP_BY", "LIKE", "UNLIKE", "MAX_PER", "IS")
-HEALTH_PROTOCOLS = ("HTTP", "HTTPS", "TCP", "COMMAND", "MESOS_HTTP", "MESOS_HTTPS", "MESOS_TCP")
+from saltyard.clients import marathon as marathon_client
+
 DOCKER_NETWORKS = {
     "BRIDGE": "container/bridge",
     "HOST": "host",
     "USER": "container",
     "NONE": "none",
 }
-NETWORK_MODES = ("host", "container/bridge", "container", "none")
-KILL_SELECTIONS = ("YOUNGEST_FIRST", "OLDEST_FIRST")
 SERVICE_PORT_RANGE = (10000, 20000)
 
 # Keys accepted on input and stored; everything else is dropped (as Marathon ignores them).
@@ -113,39 +108,12 @@ def canonical_id(raw: str) -> str:
 
 
 def id_errors(app_id) -> list[str]:
-    if not isinstance(app_id, str) or not app_id.strip("/"):
-        return ["must not be empty"]
-    errors = []
-    for part in [p for p in app_id.split("/") if p]:
-        if not ID_SEGMENT.match(part):
-            errors.append(
-                "must fully match regular expression "
-                "'^(([a-z0-9]|[a-z0-9][a-z0-9\\-]*[a-z0-9])\\.)*"
-                "([a-z0-9]|[a-z0-9][a-z0-9\\-]*[a-z0-9])$' "
-                f"(segment {part!r})"
-            )
-        elif part in RESERVED_SEGMENTS:
-            errors.append(f"segment {part!r} is reserved by the API")
-    return errors
+    return [e.message for e in marathon_client.app_id_errors(app_id)]
 
 
 def task_id_prefix(app_id: str) -> str:
     """Marathon's task id prefix: ``/foo/bar`` -> ``foo_bar``."""
     return app_id.strip("/").replace("/", "_")
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _string_map(value) -> bool:
-    return isinstance(value, dict) and all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    )
 
 
 def upgrade_to_new_shape(body: dict) -> dict:
@@ -166,184 +134,18 @@ def upgrade_to_new_shape(body: dict) -> dict:
 
 
 def validate(app: dict) -> None:
-    """Raise ValidationFailed (422) listing every problem, with Marathon-style paths."""
+    """Raise ValidationFailed (422) listing every problem, with Marathon-style paths.
+
+    The rules are the client's (``saltyard.clients.marathon.validate_app``); this only groups
+    them into Marathon's ``details: [{path, errors}]``.
+    """
     details: list[dict] = []
-
-    def err(path: str, msg: str) -> None:
-        for d in details:
-            if d["path"] == path:
-                d["errors"].append(msg)
-                return
-        details.append({"path": path, "errors": [msg]})
-
-    for msg in id_errors(app.get("id")):
-        err("/id", msg)
-    if app.get("cmd") is not None and app.get("args") is not None:
-        err("/", "AppDefinition must either contain one of 'cmd' or 'args', not both")
-    if app.get("cmd") is not None and not isinstance(app["cmd"], str):
-        err("/cmd", "must be a string")
-    if app.get("args") is not None and not (
-        isinstance(app["args"], list) and all(isinstance(a, str) for a in app["args"])
-    ):
-        err("/args", "must be an array of strings")
-    container = app.get("container")
-    if app.get("cmd") is None and app.get("args") is None and not container:
-        err("/", "AppDefinition must either contain one of 'cmd' or 'args', and/or a 'container'")
-    for key in ("instances",):
-        v = app.get(key, 1)
-        if not _is_int(v) or v < 0:
-            err(f"/{key}", f"got {v}, expected 0 or more")
-    for key in ("cpus", "mem", "disk", "gpus"):
-        v = app.get(key, 0)
-        if not _is_number(v) or v < 0:
-            err(f"/{key}", f"got {v}, expected 0.0 or more")
-    for key in ("env", "labels"):
-        if key in app and app[key] is not None and not _string_map(app[key]):
-            err(f"/{key}", "must be an object of string values")
-    for key in ("backoffSeconds", "maxLaunchDelaySeconds"):
-        v = app.get(key, 1)
-        if not _is_number(v) or v < 0:
-            err(f"/{key}", f"got {v}, expected 0 or more")
-    v = app.get("backoffFactor", 1.15)
-    if not _is_number(v) or v < 1:
-        err("/backoffFactor", f"got {v}, expected 1.0 or more")
-    if app.get("killSelection", "YOUNGEST_FIRST") not in KILL_SELECTIONS:
-        err("/killSelection", f"must be one of {list(KILL_SELECTIONS)}")
-
-    strategy = app.get("upgradeStrategy") or {}
-    if not isinstance(strategy, dict):
-        err("/upgradeStrategy", "must be an object")
-        strategy = {}
-    for key in ("minimumHealthCapacity", "maximumOverCapacity"):
-        v = strategy.get(key, 1)
-        if not _is_number(v) or not 0 <= v <= 1:
-            err(f"/upgradeStrategy/{key}", f"got {v}, expected between 0.0 and 1.0")
-
-    constraints = app.get("constraints") or []
-    if not isinstance(constraints, list):
-        err("/constraints", "must be an array")
-        constraints = []
-    for i, c in enumerate(constraints):
-        path = f"/constraints({i})"
-        if (
-            not isinstance(c, list)
-            or len(c) not in (2, 3)
-            or not all(isinstance(x, str) for x in c)
-        ):
-            err(path, "Each constraint must be [field, operator] or [field, operator, value]")
-            continue
-        op = c[1]
-        if op not in CONSTRAINT_OPERATORS:
-            err(
-                path,
-                "Constraint operator must be one of the following: "
-                + ", ".join(CONSTRAINT_OPERATORS),
-            )
-            continue
-        value = c[2] if len(c) == 3 else None
-        if op in ("LIKE", "UNLIKE", "IS") and value is None:
-            err(path, f"{op} requires a value")
-        if op in ("LIKE", "UNLIKE") and value is not None:
-            try:
-                re.compile(value)
-            except re.error:
-                err(path, f"'{value}' is not a valid regular expression")
-        if op == "MAX_PER" and (value is None or not value.isdigit() or int(value) < 1):
-            err(path, "MAX_PER requires a positive integer value")
-        if op == "GROUP_BY" and value is not None and not value.isdigit():
-            err(path, "GROUP_BY value must be an integer")
-
-    networks = app.get("networks") or []
-    if not isinstance(networks, list):
-        err("/networks", "must be an array")
-        networks = []
-    for i, n in enumerate(networks):
-        if not isinstance(n, dict) or n.get("mode", "container") not in NETWORK_MODES:
-            err(f"/networks({i})", f"mode must be one of {list(NETWORK_MODES)}")
-    container_net = any(
-        isinstance(n, dict) and n.get("mode", "container") != "host" for n in networks
-    )
-
-    n_ports = 0
-    if container is not None:
-        if not isinstance(container, dict):
-            err("/container", "must be an object")
-        else:
-            if container.get("type", "DOCKER") not in ("DOCKER", "MESOS"):
-                err("/container/type", "must be DOCKER or MESOS")
-            docker = container.get("docker")
-            if (
-                not isinstance(docker, dict)
-                or not isinstance(docker.get("image"), str)
-                or not docker["image"]
-            ):
-                err("/container/docker/image", "must not be empty")
-            elif docker.get("parameters") is not None and not all(
-                isinstance(p, dict) and "key" in p for p in docker["parameters"]
-            ):
-                err("/container/docker/parameters", "each parameter needs key and value")
-            mappings = container.get("portMappings") or []
-            if mappings and not container_net:
-                err(
-                    "/container/portMappings", "portMappings need a container (bridge/user) network"
-                )
-            for i, pm in enumerate(mappings if isinstance(mappings, list) else []):
-                for key in ("containerPort", "hostPort", "servicePort"):
-                    v = pm.get(key, 0) if isinstance(pm, dict) else None
-                    if v is not None and (not _is_int(v) or not 0 <= v <= 65535):
-                        err(f"/container/portMappings({i})/{key}", f"got {v}, expected 0..65535")
-            n_ports = len(mappings) if isinstance(mappings, list) else 0
-    if not container_net:
-        pds = app.get("portDefinitions")
-        if pds is None:
-            pds = [{"port": 0}]
-        if not isinstance(pds, list):
-            err("/portDefinitions", "must be an array")
-            pds = []
-        for i, pd in enumerate(pds):
-            v = pd.get("port", 0) if isinstance(pd, dict) else None
-            if not _is_int(v) or not 0 <= v <= 65535:
-                err(f"/portDefinitions({i})/port", f"got {v}, expected 0..65535")
-        n_ports = len(pds)
-    elif app.get("portDefinitions"):
-        err("/portDefinitions", "portDefinitions must be empty with container networking")
-
-    health_checks = app.get("healthChecks") or []
-    if not isinstance(health_checks, list):
-        err("/healthChecks", "must be an array")
-        health_checks = []
-    for i, hc in enumerate(health_checks):
-        path = f"/healthChecks({i})"
-        if not isinstance(hc, dict):
-            err(path, "must be an object")
-            continue
-        proto = hc.get("protocol", "HTTP")
-        if proto not in HEALTH_PROTOCOLS:
-            err(f"{path}/protocol", f"must be one of {list(HEALTH_PROTOCOLS)}")
-        if proto in ("COMMAND",):
-            if not isinstance(hc.get("command"), dict | str):
-                err(f"{path}/command", "COMMAND health checks need a command")
-            continue
-        if "port" in hc and hc["port"] is not None:
-            if not _is_int(hc["port"]) or not 0 < hc["port"] <= 65535:
-                err(f"{path}/port", "must be a port number")
-            continue
-        idx = hc.get("portIndex", 0)
-        if not _is_int(idx) or idx < 0 or idx >= n_ports:
-            err(
-                path,
-                "Health check port indices must address an element of the ports array "
-                "or container port mappings.",
-            )
-        for key in (
-            "gracePeriodSeconds",
-            "intervalSeconds",
-            "timeoutSeconds",
-            "maxConsecutiveFailures",
-        ):
-            v = hc.get(key, 1)
-            if not _is_number(v) or v < 0:
-                err(f"{path}/{key}", f"got {v}, expected 0 or more")
+    by_path: dict[str, list[str]] = {}
+    for error in marathon_client.validate_app(app):
+        if error.path not in by_path:
+            by_path[error.path] = []
+            details.append({"path": error.path, "errors": by_path[error.path]})
+        by_path[error.path].append(error.message)
     if details:
         raise ValidationFailed(details)
 

@@ -67,6 +67,35 @@ def test_zookeeper_quorum_that_does_not_match_the_ensemble_is_refused(cluster, c
     assert any("zookeeper:quorum is 2" in e for e in result.errors), result.describe()
 
 
+def test_agent_attribute_change_under_a_checkpoint_is_refused(cluster, converged):
+    node = next(n.name for n in cluster.nodes if n.has_role("mesos-agent"))
+    h = host(node)
+    checkpoint = "/var/lib/mesos/meta/slaves/latest"
+    # What a Mesos agent leaves after registering: its checkpointed identity.
+    cluster.exec(node, ["mkdir", "-p", checkpoint])
+    try:
+        result = bad_highstate(cluster, node, {"mesos": {"agent": {"attributes": {"rack": "r2"}}}})
+        message = " ".join(result.failed)
+        assert "rack" in message and "Incompatible agent info" in message, message
+        assert h.file("/etc/mesos-slave/attributes").listdir() == ["env"]
+        assert h.file(checkpoint).exists
+
+        # With the reset flag (set by the drain orchestration) the checkpoint goes and the
+        # attribute is written.
+        reset = {
+            "mesos": {"agent": {"attributes": {"rack": "r2"}, "reset_for_attribute_change": True}}
+        }
+        result = cluster.highstate([node], f"pillar={json.dumps(reset)}")[node]
+        assert result.ok, result.describe()
+        assert not h.file(checkpoint).exists
+        assert h.file("/etc/mesos-slave/attributes/rack").content_string.strip() == "r2"
+    finally:
+        cluster.exec(node, ["rm", "-rf", "/var/lib/mesos/meta"])
+        restored = cluster.highstate([node])[node]
+        assert restored.ok, restored.describe()
+    assert h.file("/etc/mesos-slave/attributes").listdir() == ["env"]
+
+
 @pytest.fixture
 def master_reads_test_inventory(cluster):
     """Point the master's ext_pillar at a writable copy of the inventory for one test."""

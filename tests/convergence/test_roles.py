@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +80,80 @@ def test_zookeeper_role(converged, node):
         '[ "$r" = imok ] && echo "$r" && exit 0; sleep 1; done; exit 1'
     )
     assert h.check_output(f"bash -c '{probe}'") == "imok"
+
+
+def _zk_url(path: str) -> str:
+    from saltyard import inventory
+
+    members = [n for n in inventory.load().nodes if n.has_role("zookeeper")]
+    return "zk://" + ",".join(f"{n.address}:2181" for n in members) + path
+
+
+@pytest.mark.parametrize("node", nodes_with("mesos-master"))
+def test_mesos_master_role(converged, node):
+    from saltyard import inventory
+
+    masters = [n for n in inventory.load().nodes if n.has_role("mesos-master")]
+    h = host(node)
+    assert h.file("/etc/mesos/zk").content_string.strip() == _zk_url("/mesos")
+    flags = {
+        "quorum": str(len(masters) // 2 + 1),
+        "work_dir": "/var/lib/mesos",
+        "hostname": node,
+        "port": "5050",
+    }
+    for flag, value in flags.items():
+        assert h.file(f"/etc/mesos-master/{flag}").content_string.strip() == value, flag
+
+
+@pytest.mark.parametrize("node", nodes_with("mesos-agent"))
+def test_mesos_agent_role(converged, node):
+    from saltyard import inventory
+
+    me = inventory.load().node(node)
+    h = host(node)
+    assert h.file("/etc/mesos/zk").content_string.strip() == _zk_url("/mesos")
+    flags = {
+        "containerizers": "docker,mesos",
+        "executor_registration_timeout": "10mins",
+        "work_dir": "/var/lib/mesos",
+        "hostname": node,
+        "ip": me.address,
+    }
+    for flag, value in flags.items():
+        assert h.file(f"/etc/mesos-slave/{flag}").content_string.strip() == value, flag
+    attributes = h.file("/etc/mesos-slave/attributes").listdir()
+    assert attributes == ["env"]
+    assert h.file("/etc/mesos-slave/attributes/env").content_string.strip() == me.env
+
+
+@pytest.mark.parametrize("node", nodes_with("marathon"))
+def test_marathon_role(cluster, converged, node):
+    h = host(node)
+    defaults = h.file("/etc/default/marathon")
+    assert defaults.mode == 0o600, "the file holds the HTTP credentials"
+    settings = dict(
+        line.split("=", 1) for line in defaults.content_string.splitlines() if "=" in line
+    )
+    assert settings["MARATHON_MASTER"] == _zk_url("/mesos")
+    assert settings["MARATHON_ZK"] == _zk_url("/marathon")
+    user, password = settings["MARATHON_HTTP_CREDENTIALS"].split(":", 1)
+    assert user == "saltyard"
+    # Generated on the master, kept in its secret store, never in the repository.
+    master = cluster.inventory.master.name
+    _, stored = cluster.exec(master, ["cat", "/etc/salt/saltyard-secrets/marathon_http_password"])
+    assert password == stored.strip() and len(password) >= 24
+    repo = Path(__file__).resolve().parents[2]
+    tracked = subprocess.run(
+        ["git", "grep", "-l", "-F", password], cwd=repo, capture_output=True, text=True
+    )
+    assert tracked.stdout == "", "the generated password appears in the repository"
+
+
+def test_secrets_go_only_to_the_roles_that_need_them(cluster, converged):
+    node = next(n.name for n in cluster.nodes if not n.has_role("marathon"))
+    creds = cluster.salt([node], "pillar.get", "marathon:http_credentials:password")[node]
+    assert creds == ""
 
 
 @pytest.mark.parametrize("node", nodes_with("kernel"))
