@@ -36,7 +36,7 @@ def web_app(instances: int = 1, env: dict | None = None, **extra) -> MarathonApp
                 path="/",
                 port_index=0,
                 interval_seconds=1,
-                timeout_seconds=1,
+                timeout_seconds=3,  # slack for a loaded 2-core machine
                 grace_period_seconds=20,
                 max_consecutive_failures=3,
             )
