@@ -131,7 +131,20 @@ class Cluster:
             env["SALTYARD_INVENTORY"] = self.inventory.path
         return env
 
+    def _refuse_foreign_nodes(self) -> None:
+        """Node containers made from another checkout would clash by name with ours."""
+        label = f"saltyard.cluster={self.inventory.name}"
+        for container in self.engine.containers.list(all=True, filters={"label": label}):
+            checkout = container.labels.get("saltyard.checkout")
+            if checkout != str(ROOT):
+                raise RuntimeError(
+                    f"container {container.name} belongs to a local cluster brought up from "
+                    f"{checkout or 'another checkout'}; remove that cluster first "
+                    "(`make down` removes every node of the cluster, whichever checkout made it)"
+                )
+
     def vagrant_up(self, node_image: str) -> None:
+        self._refuse_foreign_nodes()
         names = [n.name for n in self.nodes]
         step(f"vagrant up ({len(names)} nodes, docker provider): {', '.join(names)}")
         env = self._env() | {"SALTYARD_NODE_IMAGE": node_image}
