@@ -26,8 +26,8 @@ import time
 from saltyard.localcluster.cluster import Cluster
 
 PKG_PREDICTION = re.compile(r"would be installed/updated: (.+)$")
-# Roles that carry states today; nodes with the same set converge the same way.
-STATE_ROLES = ("base", "kernel", "docker")
+# Roles that carry states today (states/top.sls); nodes with the same set converge the same way.
+STATE_ROLES = ("base", "kernel", "docker", "zookeeper", "mesos-master", "mesos-agent", "marathon")
 
 
 def timed(fn):
