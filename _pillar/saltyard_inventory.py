@@ -51,5 +51,10 @@ def ext_pillar(minion_id, pillar, path):  # noqa: ARG001 - the ext_pillar signat
                 {"name": n.name, "address": n.address, "env": n.env, "roles": list(n.all_roles)}
                 for n in inv.nodes
             ],
+            # Members of each role in inventory order (ZooKeeper ids follow this order).
+            "members": {
+                role: [{"name": n.name, "address": n.address} for n in inv.with_role(role)]
+                for role in sorted({r for n in inv.nodes for r in n.all_roles})
+            },
         }
     }

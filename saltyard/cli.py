@@ -46,31 +46,10 @@ def cmd_cluster(args) -> int:
 
 def cmd_bootstrap(args) -> int:
     """Bootstrap real hosts over SSH with the same pyinfra deploy as the local cluster."""
-    from saltyard.bootstrap import keys, wheelhouse
+    from saltyard import bootstrap
 
-    root = Path(__file__).resolve().parent.parent
-    state_dir = Path(args.state_dir).resolve()
-    inv = inventory.load()
-    wheelhouse.build(state_dir)
-    keys.ensure_cluster_keys(state_dir / "pki", [n.name for n in inv.nodes])
-    env = dict(os.environ) | {
-        "SALTYARD_CONNECT": "ssh",
-        "SALTYARD_PROFILE": args.profile,
-        "SALTYARD_STATE_DIR": str(state_dir),
-        "SALTYARD_SITE": args.site,
-    }
-    pyinfra = Path(sys.executable).with_name("pyinfra")
-    return subprocess.run(
-        [
-            str(pyinfra),
-            "-y",
-            "saltyard/bootstrap/pyinfra_inventory.py",
-            "saltyard/bootstrap/deploy.py",
-        ],
-        cwd=root,
-        env=env,
-        check=False,
-    ).returncode
+    bootstrap.run("ssh", args.profile, Path(args.state_dir).resolve(), site=args.site)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

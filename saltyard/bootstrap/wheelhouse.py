@@ -14,8 +14,6 @@ from saltyard.localcluster.progress import step
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SALT_REQUIREMENT = "salt==3008.4"
-# What nodes install from the wheelhouse.
-NODE_REQUIREMENTS = (SALT_REQUIREMENT, "saltyard")
 
 
 def build(dest: Path) -> Path:
@@ -93,12 +91,4 @@ def source_digest() -> str:
     for path in files:
         sha.update(str(path.relative_to(ROOT)).encode())
         sha.update(path.read_bytes())
-    return sha.hexdigest()
-
-
-def digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            sha.update(block)
     return sha.hexdigest()

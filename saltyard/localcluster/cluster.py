@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from saltyard import bootstrap
 from saltyard import inventory as inventory_mod
-from saltyard.bootstrap import keys, wheelhouse
 from saltyard.localcluster import engine as engine_mod
 from saltyard.localcluster import image
 from saltyard.localcluster.progress import step
@@ -169,26 +169,7 @@ class Cluster:
         raise RuntimeError(f"{node}: systemd did not finish booting in {timeout:.0f} s ({state})")
 
     def bootstrap(self) -> None:
-        tarball = wheelhouse.build(STATE_DIR)
-        keys.ensure_cluster_keys(STATE_DIR / "pki", [n.name for n in self.inventory.nodes])
-        step("bootstrapping Salt on every node with pyinfra (saltyard/bootstrap/deploy.py)")
-        env = self._env() | {
-            "SALTYARD_CONNECT": "docker",
-            "SALTYARD_STATE_DIR": str(STATE_DIR),
-        }
-        del tarball
-        subprocess.run(
-            [
-                str(Path(sys.executable).with_name("pyinfra")),
-                "-y",
-                "--no-wait",
-                "saltyard/bootstrap/pyinfra_inventory.py",
-                "saltyard/bootstrap/deploy.py",
-            ],
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
+        bootstrap.run("docker", self.profile, STATE_DIR, env=self._env())
 
     def wait_minions(self, timeout: float = 180) -> None:
         names = [n.name for n in self.nodes]

@@ -863,6 +863,16 @@ class Emulator:
             runSpecVersion=task.version,
         )
 
+    def _publish_task_event(self, event: str, task: Task, **fields) -> None:
+        self.events.publish(
+            event,
+            appId=task.app_id,
+            taskId=task.id,
+            instanceId=task.id,
+            version=task.version,
+            **fields,
+        )
+
     def _record_failure(self, task: Task, state: str, message: str) -> None:
         agent = self.agents.get(task.agent)
         self.last_failure[task.app_id] = {
@@ -1260,32 +1270,23 @@ class Emulator:
                     return  # failures inside the grace period are ignored
                 hs.consecutive_failures += 1
                 hs.alive = False
-                self.events.publish(
+                self._publish_task_event(
                     "failed_health_check_event",
-                    appId=task.app_id,
-                    taskId=task.id,
-                    instanceId=task.id,
-                    version=task.version,
+                    task,
                     healthCheck=hc,
                 )
             if before != hs.alive:
-                self.events.publish(
+                self._publish_task_event(
                     "health_status_changed_event",
-                    appId=task.app_id,
-                    taskId=task.id,
-                    instanceId=task.id,
-                    version=task.version,
+                    task,
                     alive=hs.alive,
                 )
             limit = hc.get("maxConsecutiveFailures", 3)
             if not ok and limit and hs.consecutive_failures >= limit:
                 reason = f"{hc.get('protocol')} health check failed {limit} times: {cause}"
-                self.events.publish(
+                self._publish_task_event(
                     "unhealthy_task_kill_event",
-                    appId=task.app_id,
-                    taskId=task.id,
-                    instanceId=task.id,
-                    version=task.version,
+                    task,
                     reason=reason,
                     host=task.agent,
                     slaveId=agent.slave_id,

@@ -8,6 +8,23 @@ TASK_IMAGE = "marathon-emu-test/task:1"
 LABEL = "saltyard.marathon-emulator"
 
 
+def docker_app(app_id: str, **extra) -> dict:
+    """A small Docker (BRIDGE) app serving HTTP on a dynamic host port; ``extra`` adds fields."""
+    body = {
+        "id": app_id,
+        "cmd": "exec python3 -m http.server $PORT0",
+        "cpus": 0.1,
+        "mem": 64,
+        "container": {
+            "type": "DOCKER",
+            "docker": {"image": TASK_IMAGE, "network": "BRIDGE"},
+            "portMappings": [{"containerPort": 0, "hostPort": 0}],
+        },
+    }
+    body.update(extra)
+    return body
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.25, message: str = "condition"):
     deadline = time.monotonic() + timeout
     last = None

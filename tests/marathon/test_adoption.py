@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from marathon_helpers import LABEL, TASK_IMAGE, containers_of, labels_of, wait_until
+from marathon_helpers import LABEL, containers_of, docker_app, labels_of, wait_until
 
 from saltyard.clients.marathon import MarathonClient
 
@@ -15,19 +15,11 @@ def test_restart_adopts_running_tasks(make_emulator, docker_client):
     emu = make_emulator("adopt").start()
     client = MarathonClient(emu.url)
     created = client.create_app(
-        {
-            "id": "/adopt/web",
-            "cmd": "exec python3 -m http.server $PORT0",
-            "instances": 2,
-            "cpus": 0.1,
-            "mem": 64,
-            "container": {
-                "type": "DOCKER",
-                "docker": {"image": TASK_IMAGE, "network": "BRIDGE"},
-                "portMappings": [{"containerPort": 0, "hostPort": 0}],
-            },
-            "healthChecks": [{"protocol": "TCP", "intervalSeconds": 1, "gracePeriodSeconds": 20}],
-        }
+        docker_app(
+            "/adopt/web",
+            instances=2,
+            healthChecks=[{"protocol": "TCP", "intervalSeconds": 1, "gracePeriodSeconds": 20}],
+        )
     )
     client.wait_for_deployment(created["deployments"][0]["id"], timeout=40)
     before = sorted(t["id"] for t in client.list_tasks("/adopt/web"))

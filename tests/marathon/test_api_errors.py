@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import requests
-from marathon_helpers import TASK_IMAGE, wait_until
+from marathon_helpers import docker_app, wait_until
 
 from saltyard.clients.marathon import (
     DeploymentFailed,
@@ -14,22 +14,6 @@ from saltyard.clients.marathon import (
     MarathonNotFound,
     MarathonValidationError,
 )
-
-
-def app(app_id: str, **extra) -> dict:
-    body = {
-        "id": app_id,
-        "cmd": "exec python3 -m http.server $PORT0",
-        "cpus": 0.1,
-        "mem": 64,
-        "container": {
-            "type": "DOCKER",
-            "docker": {"image": TASK_IMAGE, "network": "BRIDGE"},
-            "portMappings": [{"containerPort": 0, "hostPort": 0}],
-        },
-    }
-    body.update(extra)
-    return body
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +42,7 @@ def ours(emulator) -> MarathonClient:
     ],
 )
 def test_validation_422(emulator, change, path, fragment):
-    body = app("/err/valid") | change
+    body = docker_app("/err/valid") | change
     r = requests.post(emulator.url + "/v2/apps", json=body, timeout=5)
     assert r.status_code == 422, r.text
     data = r.json()
@@ -69,7 +53,7 @@ def test_validation_422(emulator, change, path, fragment):
 
 def test_client_error_carries_message_and_details(ours):
     with pytest.raises(MarathonValidationError) as err:
-        ours.create_app(app("/err/neg", instances=-2))
+        ours.create_app(docker_app("/err/neg", instances=-2))
     assert err.value.status == 422
     assert err.value.details[0]["path"] == "/instances"
     assert "/instances" in str(err.value)
@@ -89,7 +73,7 @@ def test_bad_json_400(emulator):
 
 def test_locked_app_409_force_rollback_and_cancel(ours, emulator):
     # a health check that never passes keeps the deployment running
-    stuck = app(
+    stuck = docker_app(
         "/err/locked",
         healthChecks=[
             {
@@ -145,7 +129,7 @@ def test_unknown_deployment_404(ours):
 
 def test_client_happy_path_and_failure_reason(ours):
     assert ours.ping() and ours.leader() and ours.info()["name"] == "marathon"
-    created = ours.create_app(app("/err/ok", instances=1))
+    created = ours.create_app(docker_app("/err/ok", instances=1))
     ours.wait_for_deployment(
         created["deployments"][0]["id"], timeout=30, app_id="/err/ok", version=created["version"]
     )

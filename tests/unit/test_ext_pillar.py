@@ -142,3 +142,10 @@ def test_salt_reports_unknown_minion(tmp_path):
     pillar = compile_pillar(tmp_path, SHIPPED, minion="intruder-7")
     assert "saltyard" not in pillar
     assert "'intruder-7'" in " ".join(str(e) for e in pillar.get("_errors", []))
+
+
+def test_members_per_role_in_inventory_order(ext):
+    pillar = ext.ext_pillar("agent-fat", {}, str(SHIPPED))["saltyard"]
+    agents = [m["name"] for m in pillar["members"]["mesos-agent"]]
+    assert agents == ["agent-fat", "agent-uat", "agent-prod"]
+    assert pillar["members"]["zookeeper"] == [{"name": "control1", "address": "172.30.0.11"}]
