@@ -17,6 +17,10 @@ function::
       password: secret
       verify: true                         # TLS verification, or a CA bundle path
 
+Without ``marathon:url``, the inventory's first marathon node (pillar ``saltyard:members:marathon``)
+on ``marathon:http_port`` is used; without ``marathon:username``, the marathon role's own
+``marathon:http_credentials`` (present only on the nodes that serve Marathon).
+
 ``validate`` checks a definition locally, before anything is sent to Marathon, with the client's
 rules (``saltyard.clients.marathon.validate_app``).
 """
@@ -51,8 +55,19 @@ def __virtual__() -> str | tuple[bool, str]:
 # ---------------------------------------------------------------------- plumbing
 
 
+def _default_url() -> str | None:
+    # The inventory's first marathon node, on the marathon role's port: what a node of this
+    # cluster reaches without further configuration.
+    # config.get, not pillar.get: Salt 3008's pillar.get masks every value outside templates.
+    members = __salt__["config.get"]("saltyard:members:marathon", []) or []
+    if not members:
+        return None
+    port = __salt__["config.get"]("marathon:http_port", 8080) or 8080
+    return f"http://{members[0]['address']}:{port}"
+
+
 def _client(url: str | None = None) -> marathon_client.MarathonClient:
-    url = url or __salt__["config.get"]("marathon:url")
+    url = url or __salt__["config.get"]("marathon:url") or _default_url()
     if not url:
         raise CommandExecutionError(
             "no Marathon URL: pass url=... or set marathon:url in the minion config or pillar"
@@ -68,6 +83,11 @@ def _client(url: str | None = None) -> marathon_client.MarathonClient:
     username = __salt__["config.get"]("marathon:username")
     if username:
         auth = (username, __salt__["config.get"]("marathon:password", "") or "")
+    elif auth is None:
+        # On the marathon nodes themselves: the credentials Marathon is configured with.
+        creds = __salt__["config.get"]("marathon:http_credentials", {}) or {}
+        if creds.get("user") and creds.get("password"):
+            auth = (creds["user"], creds["password"])
     verify = __salt__["config.get"]("marathon:verify", True)
     return marathon_client.MarathonClient(url, auth=auth, verify=verify)
 

@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 say() { printf '[host-setup] %s\n' "$*" >&2; }
 
 # docker.io: the engine; vagrant: brings the nodes up; debootstrap: builds the node image;
-# xfsprogs: the storage preflight's tests; git: pip builds from this checkout.
-PACKAGES=(docker.io vagrant debootstrap xfsprogs git)
+# xfsprogs: the storage preflight's tests; git: pip builds from this checkout; docker-registry,
+# skopeo, apache2-utils (htpasswd): the registry client's tests and benchmark.
+PACKAGES=(docker.io vagrant debootstrap xfsprogs git docker-registry skopeo apache2-utils)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

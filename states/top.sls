@@ -13,6 +13,9 @@ base:
   'I@saltyard:roles:docker':
     - match: compound
     - docker
+  'I@saltyard:roles:registry':
+    - match: compound
+    - registry
   'I@saltyard:roles:zookeeper':
     - match: compound
     - zookeeper

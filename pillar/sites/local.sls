@@ -14,6 +14,10 @@ kernel:
 docker:
   storage_driver: overlay2
   log_driver: syslog
+  # The Marathon-API emulator starts tasks on the agents' engines over TLS (client certificates
+  # from the master's docker-clients CA only).
+  tls_listener:
+    enabled: True
 
 # No Mesos or Marathon package source is reachable here: their states lay down and check every
 # configuration file, and install nothing. The Marathon-API emulator (a development stand-in)
@@ -23,5 +27,8 @@ mesos:
 
 marathon:
   install_package: False
+  # A development stand-in for Marathon (saltyard.marathon_emulator), on the marathon node.
+  emulator:
+    enabled: True
   http_credentials:
     user: saltyard   # the password is generated on the master (salt/secrets.yaml)

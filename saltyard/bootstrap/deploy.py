@@ -154,6 +154,8 @@ if is_master:
                 "  - saltyard_secrets:\n"
                 f"      catalogue: {REPO}/salt/secrets.yaml\n"
                 "      store: /etc/salt/saltyard-secrets\n"
+                "  - saltyard_pki:\n"
+                "      store: /etc/salt/saltyard-pki\n"
                 "# Pillar errors (a bad inventory) stop every state run before any change.\n"
                 "pillar_safe_render_error: False\n"
             ),

@@ -218,8 +218,9 @@ class Cluster:
         for container in self.engine.containers.list(all=True, filters={"label": label}):
             step(f"removing container {container.name}")
             container.remove(force=True, v=True)
-        for node in self.inventory.nodes:
-            for volume in self.engine.volumes.list(filters={"name": f"saltyard-{node.name}-"}):
+        # Per-node volumes (saltyard-NODE-docker) and shared ones (saltyard-shared-...).
+        for prefix in [node.name for node in self.inventory.nodes] + ["shared"]:
+            for volume in self.engine.volumes.list(filters={"name": f"saltyard-{prefix}-"}):
                 volume.remove(force=True)
         for net in self.engine.networks.list(names=[self.inventory.network["name"]]):
             step(f"removing network {net.name}")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
+
+import docker.tls
 
 from .agents import Agent, AgentSpecError
 from .core import Emulator
@@ -51,6 +54,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--kill-grace", type=float, default=3.0, help="default stop timeout, seconds"
     )
+    parser.add_argument(
+        "--tls-ca", help="CA bundle that tcp:// agent engines' certificates are checked against"
+    )
+    parser.add_argument("--tls-cert", help="client certificate for tcp:// agent engines")
+    parser.add_argument("--tls-key", help="the client certificate's key")
+    parser.add_argument(
+        "--pull-from",
+        action="append",
+        default=[],
+        metavar="REGISTRY",
+        help="a registry (host[:port]) the agents may pull task images from; repeatable. Images "
+        "from any other registry must already be on the agent's engine",
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -60,6 +76,29 @@ def main(argv: list[str] | None = None) -> int:
         agents = [Agent.parse(spec) for spec in args.agent]
     except AgentSpecError as exc:
         parser.error(str(exc))
+    tls_args = (args.tls_ca, args.tls_cert, args.tls_key)
+    if any(tls_args):
+        if not all(tls_args):
+            parser.error("--tls-ca, --tls-cert and --tls-key go together")
+        tls = docker.tls.TLSConfig(
+            client_cert=(args.tls_cert, args.tls_key), ca_cert=args.tls_ca, verify=True
+        )
+        for agent in agents:
+            if agent.url.startswith("tcp://"):
+                agent.tls = tls
+    # Like Marathon, which reads MARATHON_<FLAG> from its environment: user:password for HTTP
+    # basic auth on every endpoint. From the environment, so it never shows in `ps`.
+    credentials = os.environ.get("MARATHON_HTTP_CREDENTIALS") or None
+    if credentials is not None and ":" not in credentials:
+        parser.error("MARATHON_HTTP_CREDENTIALS must be user:password")
+    # The registry user the agents pull with (what a Mesos agent's docker config would hold).
+    pull_auth = None
+    registry_credentials = os.environ.get("SALTYARD_REGISTRY_CREDENTIALS")
+    if registry_credentials:
+        user, sep, password = registry_credentials.partition(":")
+        if not sep or not user:
+            parser.error("SALTYARD_REGISTRY_CREDENTIALS must be user:password")
+        pull_auth = {"username": user, "password": password}
     host, port = args.listen
     emulator = Emulator(
         agents,
@@ -69,8 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         default_image=args.default_image,
         use_init=not args.no_docker_init,
         kill_grace=args.kill_grace,
+        pull_from=tuple(args.pull_from),
+        pull_auth=pull_auth,
     )
-    server = make_server(emulator, host, port)
+    server = make_server(emulator, host, port, credentials=credentials)
     emulator.start()
     stopping = threading.Event()
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import docker
 import docker.errors
+import docker.tls
 
 from .placement import AgentInfo
 
@@ -38,6 +39,8 @@ class Agent:
     address: str = "127.0.0.1"
     bind: str = ""
     slave_id: str = ""
+    # Client certificate and CA for a tcp:// engine that requires TLS (dockerd --tlsverify).
+    tls: docker.tls.TLSConfig | None = field(default=None, repr=False)
     _client: docker.DockerClient | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -89,7 +92,9 @@ class Agent:
     def client(self) -> docker.DockerClient:
         with self._lock:
             if self._client is None:
-                self._client = docker.DockerClient(base_url=self.url, timeout=60)
+                self._client = docker.DockerClient(
+                    base_url=self.url, timeout=60, tls=self.tls or False
+                )
             return self._client
 
     def pick_ports(self, count: int, taken: set[int]) -> list[int]:
@@ -107,6 +112,15 @@ class Agent:
             sparse=True,
             filters={"label": [f"{LABEL}.cluster={cluster}", f"{LABEL}.agent={self.name}"]},
         )
+
+
+def image_registry(image: str) -> str:
+    """The registry an image reference pulls from (Docker's rule: the first path component is a
+    registry host when it has a dot or a port, or is localhost)."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "docker.io"
 
 
 def container_labels(container) -> dict[str, str]:

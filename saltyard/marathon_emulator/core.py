@@ -32,6 +32,7 @@ from .agents import (
     container_state,
     describe_exit,
     docker_run_kwargs,
+    image_registry,
 )
 from .appdef import ValidationFailed, now_version
 from .events import EventBus
@@ -170,6 +171,8 @@ class Emulator:
         tick: float = 0.25,
         sync_interval: float = 1.0,
         kill_grace: float = 3.0,
+        pull_from: tuple[str, ...] = (),
+        pull_auth: dict[str, str] | None = None,
     ):
         if not agents:
             raise ValueError("at least one agent is needed")
@@ -185,6 +188,8 @@ class Emulator:
         self.tick_interval = tick
         self.sync_interval = sync_interval
         self.kill_grace = kill_grace
+        self.pull_from = tuple(pull_from)
+        self.pull_auth = pull_auth  # {"username", "password"} for the --pull-from registries
         self.lock = threading.RLock()
         self.events = EventBus()
         self.apps: dict[str, dict] = {}
@@ -991,6 +996,26 @@ class Emulator:
                 env[f"PORT_{task.container_ports[i]}"] = str(port)
         return env
 
+    def _ensure_image(self, agent: Agent, image: str, force_pull: bool) -> None:
+        """Pull only from the registries named with --pull-from: a reference to any other registry
+        must already be on the agent's engine (no lookup ever leaves the cluster)."""
+        client = agent.client
+        may_pull = image_registry(image) in self.pull_from
+        if force_pull and may_pull:
+            client.images.pull(image, auth_config=self.pull_auth)
+            return
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            if not may_pull:
+                allowed = ", ".join(self.pull_from) or "none"
+                raise RuntimeError(
+                    f"image {image!r} is not on agent {agent.name}'s engine and its registry "
+                    f"{image_registry(image)!r} is not one this emulator pulls from "
+                    f"(--pull-from: {allowed})"
+                ) from None
+            client.images.pull(image, auth_config=self.pull_auth)
+
     def _labels(self, task: Task) -> dict[str, str]:
         return {
             f"{LABEL}.cluster": self.cluster,
@@ -1029,13 +1054,7 @@ class Emulator:
             client = agent.client
             image = kwargs["image"]
             force_pull = ((app.get("container") or {}).get("docker") or {}).get("forcePullImage")
-            if force_pull:
-                client.images.pull(image)
-            else:
-                try:
-                    client.images.get(image)
-                except docker.errors.ImageNotFound:
-                    client.images.pull(image)
+            self._ensure_image(agent, image, bool(force_pull))
             kwargs.pop("detach", None)
             container = client.containers.create(**kwargs)
             container.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import logging
 import queue
@@ -38,6 +40,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "saltyard-marathon-emulator/0.1"
     protocol_version = "HTTP/1.1"
     emulator: Emulator  # set on the subclass built by make_server
+    credentials: bytes | None = None  # b"user:password" when HTTP basic auth is on
 
     # ----------------------------------------------------------- plumbing
 
@@ -80,6 +83,16 @@ class Handler(BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         self.query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
         path = urllib.parse.unquote(parsed.path)
+        if self.credentials is not None and not self._authorized():
+            # Marathon answers 401 with a Basic challenge; the body is drained so the
+            # keep-alive connection stays usable.
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self._send(
+                401,
+                {"message": "Invalid username or password."},
+                headers={"WWW-Authenticate": 'Basic realm="Mesosphere Marathon"'},
+            )
+            return
         try:
             self._route(path)
         except ValidationFailed as exc:
@@ -93,6 +106,16 @@ class Handler(BaseHTTPRequestHandler):
             self._send(500, {"message": f"internal error: {exc}"})
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _dispatch  # noqa: N815
+
+    def _authorized(self) -> bool:
+        scheme, _, value = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            given = base64.b64decode(value.strip(), validate=True)
+        except ValueError:
+            return False
+        return hmac.compare_digest(given, self.credentials)
 
     def q(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -264,6 +287,7 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
-def make_server(emulator: Emulator, host: str, port: int) -> Server:
-    handler = type("BoundHandler", (Handler,), {"emulator": emulator})
+def make_server(emulator: Emulator, host: str, port: int, credentials: str | None = None) -> Server:
+    bound = {"emulator": emulator, "credentials": credentials.encode() if credentials else None}
+    handler = type("BoundHandler", (Handler,), bound)
     return Server((host, port), handler)

@@ -1,4 +1,9 @@
 {%- from 'docker/map.jinja' import docker with context %}
+{%- set tls = docker.tls_listener %}
+{%- set pki = salt['pillar.get']('pki', {}) %}
+{%- if tls.enabled and not (pki.get('docker_clients_ca') and pki.get('node')) %}
+{{ raise("pillar docker:tls_listener:enabled is True but the pillar has no pki:docker_clients_ca / pki:node (the master's saltyard_pki ext_pillar serves them to docker nodes)") }}
+{%- endif %}
 include:
   - base
 
@@ -25,6 +30,57 @@ docker-daemon-config:
         log-opts: {{ docker.log_opts | json }}
         insecure-registries: {{ docker.insecure_registries | json }}
         live-restore: {{ docker.live_restore | json }}
+        {%- if tls.enabled %}
+        tlsverify: true
+        tlscacert: {{ tls.dir }}/ca.pem
+        tlscert: {{ tls.dir }}/cert.pem
+        tlskey: {{ tls.dir }}/key.pem
+        {%- endif %}
+    - require:
+      - docker_storage: docker-storage-preflight
+
+{%- if tls.enabled %}
+{#- Clients are verified against the docker-clients CA only: a node certificate from the cluster
+    CA does not open the engine. #}
+{%- for name, pem, mode in [('ca.pem', pki.docker_clients_ca, '0644'), ('cert.pem', pki.node.cert, '0644'), ('key.pem', pki.node.key, '0600')] %}
+docker-tls-{{ name }}:
+  file.managed:
+    - name: {{ tls.dir }}/{{ name }}
+    - makedirs: True
+    - mode: '{{ mode }}'
+    - show_changes: False
+    - contents: {{ pem | json }}
+    - require_in:
+      - file: docker-daemon-config
+    - watch_in:
+      - service: docker
+{%- endfor %}
+{%- endif %}
+
+# Every engine trusts the cluster CA for the cluster's registries (by name and by address).
+{%- for reg in salt['pillar.get']('saltyard:members:registry', []) %}
+{%- for host in [reg.name, reg.address] %}
+docker-registry-ca-{{ host }}:
+  file.managed:
+    - name: /etc/docker/certs.d/{{ host }}:{{ salt['pillar.get']('registry:port', 5000) }}/ca.crt
+    - makedirs: True
+    - mode: '0644'
+    - contents: {{ pki.get('ca', '') | json }}
+{%- endfor %}
+{%- endfor %}
+
+# Debian's unit passes -H fd:// on the command line, and dockerd refuses `hosts` in daemon.json
+# next to an -H flag, so the listeners are set here: the local socket, plus the TLS port when on.
+docker-listeners:
+  file.managed:
+    - name: /etc/systemd/system/docker.service.d/saltyard-listeners.conf
+    - makedirs: True
+    - mode: '0644'
+    - contents: |
+        # Managed by Salt (saltyard docker).
+        [Service]
+        ExecStart=
+        ExecStart=/usr/sbin/dockerd -H fd://{% if tls.enabled %} -H tcp://{{ salt['pillar.get']('saltyard:node:address') }}:{{ tls.port }}{% endif %} --containerd=/run/containerd/containerd.sock $DOCKER_OPTS
     - require:
       - docker_storage: docker-storage-preflight
 
@@ -34,6 +90,7 @@ docker-engine:
     - install_recommends: False
     - require:
       - file: docker-daemon-config
+      - file: docker-listeners
       # The syslog log driver needs a running syslog before the first container starts.
       - service: rsyslog
 
@@ -44,3 +101,4 @@ docker:
       - pkg: docker-engine
     - watch:
       - file: docker-daemon-config
+      - file: docker-listeners

@@ -8,6 +8,9 @@
 {%- endif %}
 include:
   - mesos.package
+{%- if marathon.emulator.enabled %}
+  - marathon.emulator
+{%- endif %}
 
 {%- set settings = {
     'MASTER': 'zk://' ~ zk_hosts ~ mesos.zk_path,

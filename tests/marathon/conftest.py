@@ -47,6 +47,8 @@ class EmulatorProcess:
         self.agents = agents
         self.port = 0
         self.proc: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}  # extra environment (MARATHON_HTTP_CREDENTIALS)
+        self.auth: tuple[str, str] | None = None  # what /ping is probed with
 
     @property
     def url(self) -> str:
@@ -72,14 +74,16 @@ class EmulatorProcess:
         for agent in self.agents:
             cmd += ["--agent", agent]
         log = open(self.log_file, "a")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
         log.close()
 
         def up():
             if self.proc.poll() is not None:
                 raise AssertionError(f"emulator exited: {self.log_file.read_text()[-2000:]}")
             try:
-                return requests.get(self.url + "/ping", timeout=1).text == "pong"
+                return requests.get(self.url + "/ping", timeout=1, auth=self.auth).text == "pong"
             except requests.RequestException:
                 return False
 

@@ -1,0 +1,100 @@
+{#- The Marathon-API emulator: a DEVELOPMENT STAND-IN for Marathon in the local cluster only
+    (pillar marathon:emulator:enabled). Tasks run on the mesos-agent nodes' Docker engines, reached
+    over TLS with a client certificate from the docker-clients CA; no engine listens without TLS.
+    It reads MARATHON_HTTP_CREDENTIALS from /etc/default/marathon, as Marathon would. -#}
+{%- import_yaml 'marathon/defaults.yaml' as defaults %}
+{%- set marathon = salt['pillar.get']('marathon', default=defaults.marathon, merge=True) %}
+{%- set emulator = marathon.emulator %}
+{%- set me = salt['pillar.get']('saltyard:node', {}) %}
+{%- set pki = salt['pillar.get']('pki', {}) %}
+{%- set engine_port = salt['pillar.get']('docker:tls_listener:port', 2376) %}
+{%- if not salt['pillar.get']('docker:tls_listener:enabled') %}
+{{ raise("pillar marathon:emulator:enabled needs docker:tls_listener:enabled: the emulator reaches the agents' engines only over TLS") }}
+{%- endif %}
+{%- if not pki.get('docker_client') %}
+{{ raise("pillar pki:docker_client is missing for " ~ me.name ~ ": the master's saltyard_pki ext_pillar issues it to marathon nodes") }}
+{%- endif %}
+{%- set agents = [] %}
+{%- for node in salt['pillar.get']('saltyard:nodes', []) if 'mesos-agent' in node.roles %}
+{#- Published ports bind to the agent's cluster address, where health checks reach them. #}
+{%- do agents.append(node.name ~ '=tcp://' ~ node.address ~ ':' ~ engine_port ~ ':env=' ~ node.env ~ ',@bind=' ~ node.address) %}
+{%- endfor %}
+{%- if not agents %}
+{{ raise("marathon:emulator:enabled but the inventory has no mesos-agent node to run tasks on") }}
+{%- endif %}
+
+{%- set command = [
+    emulator.python, '-m', 'saltyard.marathon_emulator',
+    '--listen', me.address ~ ':' ~ marathon.http_port,
+    '--state-file', emulator.state_dir ~ '/state.json',
+    '--cluster-name', salt['pillar.get']('saltyard:cluster:name', 'saltyard'),
+    '--tls-ca', emulator.tls_dir ~ '/ca.pem',
+    '--tls-cert', emulator.tls_dir ~ '/cert.pem',
+    '--tls-key', emulator.tls_dir ~ '/key.pem'] %}
+{#- The cluster's registries, by name, plus any named in pillar. #}
+{%- set registry_port = salt['pillar.get']('registry:port', 5000) %}
+{%- set pull_from = salt['pillar.get']('saltyard:members:registry', []) | map(attribute='name') | map('regex_replace', '$', ':' ~ registry_port) | list %}
+{%- for registry in pull_from + emulator.pull_from %}{% do command.extend(['--pull-from', registry]) %}{% endfor %}
+{%- set pull_password = salt['pillar.get']('registry:users:pull', '') %}
+{%- for agent in agents %}{% do command.extend(['--agent', agent]) %}{% endfor %}
+
+{%- for name, pem, mode in [('ca.pem', pki.ca, '0644'), ('cert.pem', pki.docker_client.cert, '0644'), ('key.pem', pki.docker_client.key, '0600')] %}
+marathon-emulator-tls-{{ name }}:
+  file.managed:
+    - name: {{ emulator.tls_dir }}/{{ name }}
+    - makedirs: True
+    - mode: '{{ mode }}'
+    - show_changes: False
+    - contents: {{ pem | json }}
+    - watch_in:
+      - service: saltyard-marathon-emulator
+{%- endfor %}
+
+# The registry user the agents pull with; a file of its own (0600) so it stays out of `ps`.
+marathon-emulator-registry-credentials:
+  file.managed:
+    - name: {{ emulator.tls_dir }}/registry.env
+    - makedirs: True
+    - mode: '0600'
+    - show_changes: False
+    - contents: |
+        {%- if pull_password %}
+        SALTYARD_REGISTRY_CREDENTIALS=pull:{{ pull_password }}
+        {%- endif %}
+    - watch_in:
+      - service: saltyard-marathon-emulator
+
+marathon-emulator-state-dir:
+  file.directory:
+    - name: {{ emulator.state_dir }}
+    - mode: '0700'
+
+marathon-emulator-unit:
+  file.managed:
+    - name: /etc/systemd/system/saltyard-marathon-emulator.service
+    - mode: '0644'
+    - contents: |
+        # Managed by Salt (saltyard marathon.emulator).
+        [Unit]
+        Description=Marathon-API emulator (saltyard development stand-in, NOT Marathon)
+        After=network-online.target
+        Wants=network-online.target
+
+        [Service]
+        EnvironmentFile=/etc/default/marathon
+        EnvironmentFile={{ emulator.tls_dir }}/registry.env
+        ExecStart={{ command | join(" ") }}
+        Restart=on-failure
+        RestartSec=2
+
+        [Install]
+        WantedBy=multi-user.target
+
+saltyard-marathon-emulator:
+  service.running:
+    - enable: True
+    - require:
+      - file: marathon-emulator-state-dir
+    - watch:
+      - file: marathon-emulator-unit
+      - file: marathon-defaults
