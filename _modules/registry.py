@@ -1,0 +1,245 @@
+"""
+Docker registry repositories, tags and manifests, through saltyard's registry client.
+
+A thin adapter over ``saltyard.clients.registry.RegistryClient`` (Docker Registry HTTP API v2):
+every function builds a client from the connection settings, calls it, and turns the client's
+RegistryError into CommandExecutionError with the same message (the bad value, or the
+registry's error code and message). No HTTP code lives here.
+
+Connection settings come from ``registry:client`` (pillar, or the minion config; read with
+``config.get``); ``url``, ``username``, ``password`` and ``ca_file`` given to a function
+override the configured ones::
+
+    registry:
+      client:
+        url: https://registry.service:5000
+        username: deploy
+        password: secret                       # keep it in pillar, not in the minion config
+        ca_file: /etc/ssl/certs/registry-ca.pem  # the CA that signed the registry's certificate
+
+``retag`` moves only manifests (the exact bytes, under a new tag): no layer is pulled or
+pushed, and the digest does not change.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from salt.exceptions import CommandExecutionError
+
+try:
+    from saltyard.clients import registry as registry_client
+
+    HAS_SALTYARD = True
+except ImportError:  # the minion's Python lacks the saltyard package
+    HAS_SALTYARD = False
+
+__virtualname__ = "registry"
+
+_SETTINGS = ("url", "username", "password", "ca_file")
+
+
+def __virtual__() -> str | tuple[bool, str]:
+    if not HAS_SALTYARD:
+        return (
+            False,
+            "registry: the saltyard package (saltyard.clients.registry) is not importable",
+        )
+    return __virtualname__
+
+
+# ---------------------------------------------------------------------- plumbing
+
+
+def _client(**overrides: Any) -> registry_client.RegistryClient:
+    configured = __salt__["config.get"]("registry:client", {}) or {}
+    if not isinstance(configured, dict):
+        raise CommandExecutionError("registry:client must be a mapping (url, username, ...)")
+    settings = {k: configured.get(k) for k in _SETTINGS}
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    if not settings["url"]:
+        raise CommandExecutionError(
+            "no registry URL: pass url=... or set registry:client:url in pillar"
+        )
+    return _call(
+        registry_client.RegistryClient,
+        settings["url"],
+        username=settings["username"],
+        password=settings["password"],
+        ca_file=settings["ca_file"],
+    )
+
+
+def _call(func, *args, **kwargs):
+    try:
+        return func(*args, **kwargs)
+    except registry_client.RegistryError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def catalog(
+    page_size: int | None = None,
+    url: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> list[str]:
+    """
+    Return every repository in the registry (all pages, ``page_size`` names per request).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' registry.catalog
+        salt '*' registry.catalog url=https://registry2.service:5000
+    """
+    client = _client(url=url, username=username, password=password, ca_file=ca_file)
+    return _call(client.catalog, page_size=int(page_size) if page_size else None)
+
+
+def tags(
+    repository: str,
+    page_size: int | None = None,
+    url: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> list[str]:
+    """
+    Return the tags of ``repository``, sorted (an error if the repository does not exist).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' registry.tags team/web
+    """
+    client = _client(url=url, username=username, password=password, ca_file=ca_file)
+    return sorted(_call(client.tags, repository, page_size=int(page_size) if page_size else None))
+
+
+def digest(
+    repository: str,
+    reference: str,
+    url: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> str:
+    """
+    Return the digest ``repository:reference`` points at (``sha256:...``); an error naming the
+    image if it does not exist.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' registry.digest team/web 1.4.2
+    """
+    client = _client(url=url, username=username, password=password, ca_file=ca_file)
+    return _call(client.manifest_digest, repository, str(reference))
+
+
+def exists(
+    repository: str,
+    tag: str,
+    url: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> bool:
+    """
+    Return True if ``repository:tag`` exists.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' registry.exists team/web stable
+    """
+    client = _client(url=url, username=username, password=password, ca_file=ca_file)
+    return _call(client.exists, repository, str(tag))
+
+
+def parse(image: str, default_repository: str | None = None) -> dict[str, str]:
+    """
+    Check an image reference without contacting the registry and split it: ``repo:tag`` or
+    ``repo@sha256:...``, or a bare tag of ``default_repository``. Invalid names, tags and
+    digests raise an error naming the bad value.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' registry.parse team/web:1.4.2
+    """
+    repository, reference = _call(registry_client.parse_image, image, default_repository)
+    return {"repository": repository, "reference": reference}
+
+
+# ---------------------------------------------------------------------- changing
+
+
+def retag(
+    repository: str,
+    source: str,
+    target: str,
+    target_repository: str | None = None,
+    url: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> dict[str, str]:
+    """
+    Point tag ``target`` at the manifest ``source`` (a tag or digest) points at, without
+    pulling or pushing layers; return the image names and the (unchanged) digest.
+
+    With ``target_repository`` the tag is created in that repository: the blobs are mounted
+    from ``repository`` inside the registry (no upload).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' registry.retag team/web 1.4.2 stable
+        salt '*' registry.retag team/web 1.4.2 1.4.2 target_repository=release/web
+    """
+    client = _client(url=url, username=username, password=password, ca_file=ca_file)
+    target_repository = target_repository or repository
+    moved = _call(
+        client.retag, repository, str(source), str(target), target_repository=target_repository
+    )
+    separator = "@" if str(source).startswith("sha256:") else ":"
+    return {
+        "source": f"{repository}{separator}{source}",
+        "target": f"{target_repository}:{target}",
+        "digest": moved,
+    }
+
+
+def delete(
+    repository: str,
+    digest: str,
+    url: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> bool:
+    """
+    Delete the manifest ``digest`` from ``repository``; every tag pointing at it goes too.
+    Layers stay on disk until the registry's garbage collection runs (with the registry
+    read-only). Needs ``storage.delete.enabled: true`` on the registry.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt '*' registry.delete team/web sha256:4d44087e23a39b0bea28d56596a0dd4e...
+    """
+    client = _client(url=url, username=username, password=password, ca_file=ca_file)
+    _call(client.delete, repository, digest)
+    return True

@@ -1,0 +1,257 @@
+"""A real Docker registry (Debian's docker-registry, distribution 2.8) on 127.0.0.1, for the
+registry tests and benchmarks/registry_retag.py.
+
+Everything it needs is made on the spot in a work directory: a throwaway CA and a server
+certificate for 127.0.0.1 (``cryptography``), an htpasswd file with one bcrypt user
+(``htpasswd`` from apache2-utils) and a random password, filesystem storage with deletes
+enabled. Nothing is read from or written to the machine's registry configuration.
+
+    with LocalRegistry(tmp_path) as registry:
+        registry.skopeo("copy", "oci:layout:tag", registry.docker_ref("team/web:1"),
+                        *registry.dest_flags())
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_tls(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for 127.0.0.1/localhost; returns (ca, cert, key) paths."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "saltyard test registry CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_path, cert_path, key_path = directory / "ca.crt", directory / "server.crt", directory / "key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(_key_pem(key))
+    key_path.chmod(0o600)
+    return ca_path, cert_path, key_path
+
+
+class LocalRegistry:
+    """One registry process; ``start()``/``stop()`` or use it as a context manager."""
+
+    def __init__(self, workdir: Path, username: str = "saltyard", delete_enabled: bool = True):
+        self.workdir = Path(workdir)
+        self.username = username
+        self.delete_enabled = delete_enabled
+        # Throwaway: lives only in this process and the registry's htpasswd file.
+        self.password = secrets.token_urlsafe(18)
+        self.port = 0
+        self.proc: subprocess.Popen | None = None
+        self.log_file = self.workdir / "registry.log"
+        self.config_file = self.workdir / "config.yml"
+        self.storage = self.workdir / "storage"
+        # skopeo's --cert-dir and Docker's certs.d both want a directory holding ca.crt.
+        self.cert_dir = self.workdir / "certs"
+        self.ca_file = self.cert_dir / "ca.crt"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.host}"
+
+    @property
+    def creds(self) -> str:
+        return f"{self.username}:{self.password}"
+
+    def docker_ref(self, image: str, host: str | None = None) -> str:
+        return f"docker://{host or self.host}/{image}"
+
+    def src_flags(self) -> list[str]:
+        return ["--src-creds", self.creds, "--src-cert-dir", str(self.cert_dir)]
+
+    def dest_flags(self) -> list[str]:
+        return ["--dest-creds", self.creds, "--dest-cert-dir", str(self.cert_dir)]
+
+    def read_flags(self) -> list[str]:
+        return ["--creds", self.creds, "--cert-dir", str(self.cert_dir)]
+
+    def skopeo(self, *args: str, timeout: float = 120) -> str:
+        """Run skopeo (no policy file needed: the test images are made here)."""
+        proc = subprocess.run(
+            ["skopeo", "--insecure-policy", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if proc.returncode != 0:
+            shown = " ".join(a if a != self.creds else "USER:***" for a in args)
+            raise AssertionError(f"skopeo {shown} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def raw_manifest(self, image: str) -> bytes:
+        """The manifest bytes of ``repo:tag`` as skopeo sees them (not through our client)."""
+        return self.skopeo("inspect", "--raw", *self.read_flags(), self.docker_ref(image)).encode()
+
+    def digest_seen_by_skopeo(self, image: str) -> str:
+        return "sha256:" + hashlib.sha256(self.raw_manifest(image)).hexdigest()
+
+    # ------------------------------------------------------------------ process
+
+    def _write_config(self) -> None:
+        _, cert, key = make_tls(self.cert_dir)
+        htpasswd = self.workdir / "htpasswd"
+        # -i: the password on stdin, never on a command line; -B: bcrypt (the registry takes
+        # nothing else); the default cost (5) keeps every authenticated request cheap.
+        subprocess.run(
+            ["htpasswd", "-B", "-i", "-c", str(htpasswd), self.username],
+            input=self.password,
+            text=True,
+            capture_output=True,
+            check=True,
+        )
+        config = {
+            "version": 0.1,
+            "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": False}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(self.storage)},
+                "delete": {"enabled": self.delete_enabled},
+                "maintenance": {"uploadpurging": {"enabled": False}},
+            },
+            "http": {
+                "addr": self.host,
+                "secret": secrets.token_hex(16),
+                "tls": {"certificate": str(cert), "key": str(key)},
+            },
+            "auth": {"htpasswd": {"realm": "saltyard-test", "path": str(htpasswd)}},
+        }
+        self.config_file.write_text(yaml.safe_dump(config))
+
+    def start(self, timeout: float = 20) -> LocalRegistry:
+        if shutil.which(REGISTRY_BINARY) is None:
+            raise RuntimeError(
+                f"{REGISTRY_BINARY} is missing: run scripts/host-setup.sh (docker-registry)"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self._write_config()
+        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [REGISTRY_BINARY, "serve", str(self.config_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"registry exited: {self.log_tail()}")
+            try:
+                # 401 without credentials: up, TLS fine, auth on.
+                r = requests.get(self.url + "/v2/", verify=str(self.ca_file), timeout=1)
+                if r.status_code == 401:
+                    return self
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"registry not up after {timeout}s: {self.log_tail()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> LocalRegistry:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
