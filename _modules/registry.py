@@ -23,6 +23,7 @@ pushed, and the digest does not change.
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
@@ -57,6 +58,7 @@ def _client(**overrides: Any) -> registry_client.RegistryClient:
         raise CommandExecutionError("registry:client must be a mapping (url, username, ...)")
     settings = {k: configured.get(k) for k in _SETTINGS}
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    settings["url"] = settings["url"] or _default_url()
     if not settings["url"]:
         raise CommandExecutionError(
             "no registry URL: pass url=... or set registry:client:url in pillar"
@@ -68,6 +70,21 @@ def _client(**overrides: Any) -> registry_client.RegistryClient:
         password=settings["password"],
         ca_file=settings["ca_file"],
     )
+
+
+def _members() -> list[dict]:
+    return __salt__["config.get"]("saltyard:members:registry", []) or []
+
+
+def _port() -> int:
+    return int(__salt__["config.get"]("registry:port", 5000) or 5000)
+
+
+def _default_url() -> str | None:
+    # The inventory's first registry node: what a node of this cluster reaches without more
+    # configuration (the registry role listens with TLS on registry:port).
+    members = _members()
+    return f"https://{members[0]['name']}:{_port()}" if members else None
 
 
 def _call(func, *args, **kwargs):
@@ -243,3 +260,62 @@ def delete(
     client = _client(url=url, username=username, password=password, ca_file=ca_file)
     _call(client.delete, repository, digest)
     return True
+
+
+# ---------------------------------------------------------------------- deploy checks
+
+
+def _split_registry(image: str) -> tuple[str | None, str]:
+    # Docker's rule: the first path component names a registry when it has a dot or a port,
+    # or is localhost; otherwise the image is on Docker Hub.
+    first, slash, rest = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return None, image
+
+
+def check_image(
+    image: str,
+    url: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+) -> str | None:
+    """
+    Why ``image`` (a Docker reference as in a Marathon app, ``host:port/repo:tag``) cannot be
+    deployed from the cluster registry, or None when the registry has it. The agents pull only
+    from the cluster registry, so an image from anywhere else is refused too. Without a cluster
+    registry (no ``registry:client:url`` and no registry node in the inventory) nothing is
+    checked.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt control1 registry.check_image registry1:5000/team/web:1.4.2
+    """
+    client_url = url or (__salt__["config.get"]("registry:client", {}) or {}).get("url")
+    client_url = client_url or _default_url()
+    if not client_url:
+        return None
+    host, rest = _split_registry(str(image))
+    accepted = {urllib.parse.urlsplit(client_url).netloc}
+    for member in _members():
+        accepted.update(f"{member[key]}:{_port()}" for key in ("name", "address"))
+    if host not in accepted:
+        where = f"registry {host!r}" if host else "Docker Hub"
+        return (
+            f"image {image!r} comes from {where}, not from the cluster registry "
+            f"({', '.join(sorted(accepted))}): agents pull only from it"
+        )
+    repository, reference = _call(registry_client.parse_image, rest)
+    client = _client(url=url, username=username, password=password, ca_file=ca_file)
+    if reference.startswith("sha256:"):
+        try:
+            client.manifest_digest(repository, reference)
+        except registry_client.RegistryError as exc:
+            return str(exc)
+        return None
+    if not _call(client.exists, repository, reference):
+        return f"image {image!r} does not exist in the cluster registry {client.base_url}"
+    return None

@@ -62,5 +62,9 @@ def ext_pillar(minion_id, pillar, catalogue, store):
     for name, spec in described.items():
         if not set(spec["roles"]) & set(roles):
             continue
-        _put(result, spec["pillar"], _value(store, name, int(spec.get("bytes", 24))))
+        value = _value(store, name, int(spec.get("bytes", 24)))
+        # One secret may appear at several places (a server's user list, a client's settings).
+        paths = spec["pillar"] if isinstance(spec["pillar"], list) else [spec["pillar"]]
+        for path in paths:
+            _put(result, path, value)
     return result

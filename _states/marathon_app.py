@@ -191,6 +191,17 @@ def present(
         return ret
 
     app_id = _canonical_id(name)
+    # The image must be in the cluster registry before Marathon hears of the app: a missing
+    # image otherwise surfaces only as failed launches at the deployment's timeout.
+    image = ((desired.get("container") or {}).get("docker") or {}).get("image")
+    if image and "registry.check_image" in __salt__:
+        try:
+            problem = __salt__["registry.check_image"](image)
+        except CommandExecutionError as exc:
+            problem = f"cannot check image {image!r} in the cluster registry: {exc}"
+        if problem:
+            ret["comment"] = f"app {app_id}: {problem}"
+            return ret
     try:
         running = _running(app_id)
         diff = _diff(desired, running)

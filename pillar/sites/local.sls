@@ -24,6 +24,11 @@ docker:
 # takes Marathon's place in the local cluster.
 mesos:
   install_packages: False
+  # The emulator answers the Mesos master's maintenance endpoints (drain, down, up); its password
+  # is Marathon's, generated on the master.
+  operator_api:
+    url: http://control1:8080
+    username: saltyard
 
 marathon:
   install_package: False
@@ -32,3 +37,10 @@ marathon:
     enabled: True
   http_credentials:
     user: saltyard   # the password is generated on the master (salt/secrets.yaml)
+
+# The Salt registry module's connection (on every node; the URL defaults to the inventory's first
+# registry node). The password is generated on the master and served to the nodes that pull.
+registry:
+  client:
+    username: pull
+    ca_file: /usr/local/share/ca-certificates/saltyard-cluster.crt

@@ -189,6 +189,10 @@ class Emulator:
         self.sync_interval = sync_interval
         self.kill_grace = kill_grace
         self.pull_from = tuple(pull_from)
+        # Mesos maintenance (the master's operator API): machines in the schedule are DRAINING,
+        # machines brought down are DOWN: no task is placed on a DOWN agent.
+        self.maintenance_windows: list[dict] = []
+        self.down_machines: set[str] = set()
         self.pull_auth = pull_auth  # {"username", "password"} for the --pull-from registries
         self.lock = threading.RLock()
         self.events = EventBus()
@@ -256,6 +260,8 @@ class Emulator:
         data = json.loads(self.state_file.read_text())
         self.apps = data.get("apps", {})
         self.versions = data.get("versions", {})
+        self.maintenance_windows = data.get("maintenance_windows", [])
+        self.down_machines = set(data.get("down_machines", []))
         for d in data.get("deployments", []):
             dep = Deployment.restore(d)
             self.deployments[dep.id] = dep
@@ -275,6 +281,8 @@ class Emulator:
             "apps": self.apps,
             "versions": self.versions,
             "deployments": [d.persist() for d in self.deployments.values()],
+            "maintenance_windows": self.maintenance_windows,
+            "down_machines": sorted(self.down_machines),
         }
         directory = self.state_file.parent
         directory.mkdir(parents=True, exist_ok=True)
@@ -687,6 +695,83 @@ class Emulator:
         self._save()
         return dep
 
+    # ---------------------------------------------------------------- Mesos maintenance
+
+    def _scheduled(self) -> set[str]:
+        return {
+            m.get("hostname")
+            for window in self.maintenance_windows
+            for m in window.get("machine_ids", [])
+        }
+
+    @staticmethod
+    def _machine_names(machines: object, what: str) -> list[str]:
+        if not isinstance(machines, list) or not machines:
+            raise ApiError(400, {"message": f"{what}: expected a non-empty list of machine ids"})
+        names = []
+        for machine in machines:
+            if not isinstance(machine, dict) or not machine.get("hostname"):
+                raise ApiError(400, {"message": f"{what}: machine id {machine!r} has no hostname"})
+            names.append(machine["hostname"])
+        return names
+
+    def maintenance_schedule(self) -> dict:
+        with self.lock:
+            return {"windows": copy.deepcopy(self.maintenance_windows)}
+
+    def set_maintenance_schedule(self, schedule: object) -> None:
+        if not isinstance(schedule, dict) or not isinstance(schedule.get("windows", []), list):
+            raise ApiError(400, {"message": 'schedule: expected {"windows": [...]}'})
+        windows = schedule.get("windows", [])
+        listed = set()
+        for window in windows:
+            listed.update(self._machine_names(window.get("machine_ids"), "schedule window"))
+        with self.lock:
+            # As Mesos: a DOWN machine stays in the schedule until it is brought up.
+            missing = self.down_machines - listed
+            if missing:
+                raise ApiError(
+                    400,
+                    {"message": f"Machine '{sorted(missing)[0]}' is DOWN and must stay scheduled"},
+                )
+            self.maintenance_windows = copy.deepcopy(windows)
+            self._save()
+
+    def machines_down(self, machines: object) -> None:
+        names = self._machine_names(machines, "machine/down")
+        with self.lock:
+            for name in names:
+                if name not in self._scheduled():
+                    raise ApiError(400, {"message": f"Machine '{name}' is not in DRAINING mode"})
+            self.down_machines.update(names)
+            self._save()
+            # As Mesos: the agent's tasks are killed; Marathon replaces them on other agents.
+            for task in list(self.tasks.values()):
+                if task.agent in names and task.alive:
+                    self._kill(task, f"agent {task.agent} is DOWN for maintenance")
+
+    def machines_up(self, machines: object) -> None:
+        names = self._machine_names(machines, "machine/up")
+        with self.lock:
+            for name in names:
+                if name not in self.down_machines:
+                    raise ApiError(400, {"message": f"Machine '{name}' is not in DOWN mode"})
+            self.down_machines.difference_update(names)
+            for window in self.maintenance_windows:
+                window["machine_ids"] = [
+                    m for m in window.get("machine_ids", []) if m.get("hostname") not in names
+                ]
+            self.maintenance_windows = [w for w in self.maintenance_windows if w["machine_ids"]]
+            self._save()
+
+    def maintenance_status(self) -> dict:
+        with self.lock:
+            draining = sorted(self._scheduled() - self.down_machines)
+            return {
+                "draining_machines": [{"id": {"hostname": h}} for h in draining],
+                "down_machines": [{"hostname": h} for h in sorted(self.down_machines)],
+            }
+
     def kill_tasks(
         self,
         app_id: str | None,
@@ -911,7 +996,7 @@ class Emulator:
             return False
         tasks = [t for t in self._app_tasks(app["id"]) if t.alive]
         placed = [self.agents[t.agent].info for t in tasks if t.agent in self.agents]
-        infos = [a.info for a in self.agents.values()]
+        infos = [a.info for a in self.agents.values() if a.name not in self.down_machines]
         mode = appdef.network_mode(app)
         mappings = (app.get("container") or {}).get("portMappings") or []
         if mode == "host":

@@ -140,6 +140,26 @@ class Handler(BaseHTTPRequestHandler):
             return (
                 self._send(200, "pong", "text/plain") if m == "GET" else self.method_not_allowed()
             )
+        # The Mesos master's maintenance endpoints (the emulator plays Mesos's part too).
+        if path == "/master/maintenance/schedule":
+            if m == "GET":
+                return self._send(200, em.maintenance_schedule())
+            if m == "POST":
+                em.set_maintenance_schedule(self._read_json())
+                return self._send(200)
+            return self.method_not_allowed()
+        if path == "/master/maintenance/status":
+            return (
+                self._send(200, em.maintenance_status())
+                if m == "GET"
+                else self.method_not_allowed()
+            )
+        if path in ("/master/machine/down", "/master/machine/up"):
+            if m != "POST":
+                return self.method_not_allowed()
+            body = self._read_json()
+            (em.machines_down if path.endswith("down") else em.machines_up)(body)
+            return self._send(200)
         if path == "/metrics":
             return self._send(200, em.metrics()) if m == "GET" else self.method_not_allowed()
         if path == "/v2/info":

@@ -1,5 +1,6 @@
 include:
   - base.packages
+  - base.ca
   - base.time
   - base.sysctl
   - base.limits

@@ -68,3 +68,53 @@ def converged(first_run) -> FirstRun:
     failures = [r.describe() for r in first_run.applied.values() if not r.ok]
     assert not failures, "first highstate failed:\n" + "\n".join(failures)
     return first_run
+
+
+TASK_IMAGE = "saltyard-test/web:1"
+
+
+@pytest.fixture(scope="session")
+def registry_image(cluster, converged) -> str:
+    """The node image (Debian + python3), pushed by the build node into the cluster registry as
+    `registry1:5000/saltyard-test/web:1`, the way a release build pushes: through the build
+    node's engine, with the push user. Agents pull it (through the emulator) with the pull user."""
+    import subprocess
+
+    from saltyard.localcluster import image
+    from saltyard.localcluster.cluster import container_name
+
+    build = next(n.name for n in cluster.nodes if n.has_role("build"))
+    registry = next(n.name for n in cluster.nodes if n.has_role("registry"))
+    ref = f"{registry}:5000/{TASK_IMAGE}"
+    node_image = image.build()
+    subprocess.run(
+        f"docker save {node_image} | docker exec -i {container_name(build)} docker load -q",
+        shell=True,
+        check=True,
+        capture_output=True,
+    )
+    password = cluster.salt([build], "pillar.get", "registry:users:push", "unmask=True")[build]
+    assert password and "*" not in password, "no push password in build1's pillar"
+    subprocess.run(
+        [
+            "docker",
+            "exec",
+            "-i",
+            container_name(build),
+            "docker",
+            "login",
+            "-u",
+            "push",
+            "--password-stdin",
+            f"{registry}:5000",
+        ],
+        input=password.encode(),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        cluster.exec(build, ["docker", "tag", node_image, ref])
+        cluster.exec(build, ["docker", "push", "-q", ref])
+    finally:
+        cluster.exec(build, ["docker", "logout", f"{registry}:5000"], check=False)
+    return ref

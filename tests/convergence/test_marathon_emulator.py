@@ -1,23 +1,18 @@
 """The Marathon-API emulator on control1 (marathon.emulator state), tasks on the agents' engines.
 
 The agents' engines listen on TCP with TLS and accept only client certificates from the
-docker-clients CA (issued to control1 alone). The task image is the node image, loaded into every
-agent's engine (no registry yet in this test), so placement is decided by the constraint alone.
+docker-clients CA (issued to control1 alone). The task image is in the cluster registry (pushed
+by the build node); every agent can pull it, so placement is decided by the constraint alone.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
-from saltyard.localcluster import image
-from saltyard.localcluster.cluster import container_name
-
 pytestmark = pytest.mark.cluster
 
-TASK_IMAGE = "saltyard-test/web:1"
 APP_ID = "/convergence/web-fat"
 LABEL = "saltyard.marathon-emulator"
 
@@ -30,7 +25,7 @@ def control(cluster) -> str:
     return next(n.name for n in cluster.nodes if n.has_role("marathon"))
 
 
-def fat_app(instances: int = 2) -> dict:
+def fat_app(image: str, instances: int = 2) -> dict:
     return {
         "id": APP_ID,
         "cmd": "exec python3 -m http.server $PORT0",
@@ -40,7 +35,7 @@ def fat_app(instances: int = 2) -> dict:
         "constraints": [["env", "CLUSTER", "fat"]],
         "container": {
             "type": "DOCKER",
-            "docker": {"image": TASK_IMAGE, "network": "BRIDGE"},
+            "docker": {"image": image, "network": "BRIDGE"},
             "portMappings": [{"containerPort": 0, "hostPort": 0}],
         },
         "healthChecks": [
@@ -63,20 +58,6 @@ def state_ret(cluster, node: str, fun: str, *args: str) -> dict:
     assert isinstance(ret, dict), ret
     (single,) = ret.values()
     return single
-
-
-@pytest.fixture(scope="module")
-def task_image(cluster, converged):
-    node_image = image.build()
-    for agent in agents(cluster):
-        subprocess.run(
-            f"docker save {node_image} | docker exec -i {container_name(agent)} docker load -q",
-            shell=True,
-            check=True,
-            capture_output=True,
-        )
-        cluster.exec(agent, ["docker", "tag", node_image, TASK_IMAGE])
-    return TASK_IMAGE
 
 
 def test_emulator_serves_with_credentials_only(cluster, converged):
@@ -150,9 +131,9 @@ def test_agent_engines_require_a_docker_client_certificate(cluster, converged):
     assert out.strip() == "200"
 
 
-def test_app_to_fat_runs_only_on_the_fat_agent_and_is_healthy(cluster, converged, task_image):
+def test_app_to_fat_runs_only_on_the_fat_agent_and_is_healthy(cluster, converged, registry_image):
     node = control(cluster)
-    app = json.dumps(fat_app())
+    app = json.dumps(fat_app(registry_image))
     predicted = state_ret(
         cluster, node, "marathon_app.present", f"name={APP_ID}", f"app={app}", "test=True"
     )
@@ -199,3 +180,47 @@ def test_app_to_fat_runs_only_on_the_fat_agent_and_is_healthy(cluster, converged
     finally:
         gone = state_ret(cluster, node, "marathon_app.absent", f"name={APP_ID}", "force=True")
         assert gone["result"] is True, gone
+
+
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        ("registry1:5000/saltyard-test/nosuch:1", "does not exist in the cluster registry"),
+        ("registry1:5000/saltyard-test/web:no-such-tag", "does not exist in the cluster registry"),
+        ("busybox:1.36", "comes from Docker Hub, not from the cluster registry"),
+        ("registry.example:5000/web:1", "comes from registry 'registry.example:5000'"),
+    ],
+)
+def test_image_the_registry_lacks_is_refused_before_anything_changes(
+    cluster, converged, registry_image, image, reason
+):
+    node = control(cluster)
+    app_id = "/convergence/missing-image"
+    app = fat_app(image) | {"id": app_id}
+    for extra in ((), ("test=True",)):
+        ret = state_ret(
+            cluster,
+            node,
+            "marathon_app.present",
+            f"name={app_id}",
+            f"app={json.dumps(app)}",
+            *extra,
+        )
+        assert ret["result"] is False, ret
+        assert reason in ret["comment"] and image in ret["comment"], ret["comment"]
+        assert cluster.salt([node], "marathon.exists", app_id)[node] is False
+
+
+def test_registry_pair_shares_storage(cluster, converged, registry_image):
+    """Pushed to registry1, the same manifest digest is served by registry2."""
+    node = control(cluster)
+    repo, tag = registry_image.split("/", 1)[1].rsplit(":", 1)
+    digests = {
+        reg.name: cluster.salt(
+            [node], "registry.digest", repo, tag, f"url=https://{reg.name}:5000"
+        )[node]
+        for reg in cluster.nodes
+        if reg.has_role("registry")
+    }
+    assert digests and all(d.startswith("sha256:") for d in digests.values()), digests
+    assert len(set(digests.values())) == 1, digests

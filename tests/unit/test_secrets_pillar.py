@@ -1,0 +1,77 @@
+"""_pillar/saltyard_secrets.py with the shipped catalogue (salt/secrets.yaml) and inventory."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(
+        f"unit_secrets_{name}", REPO / "_pillar" / f"{name}.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def render(tmp_path):
+    inventory, secrets = _load("saltyard_inventory"), _load("saltyard_secrets")
+
+    def run(minion: str) -> dict:
+        base = inventory.ext_pillar(minion, {}, str(REPO / "salt" / "inventory.yaml"))
+        return secrets.ext_pillar(
+            minion, base, str(REPO / "salt" / "secrets.yaml"), str(tmp_path / "store")
+        )
+
+    run.store = tmp_path / "store"
+    return run
+
+
+def test_served_by_role_only(render):
+    control, registry, agent, lb = (
+        render(n) for n in ("control1", "registry1", "agent-fat", "lb1")
+    )
+    assert control["marathon"]["http_credentials"]["password"]
+    assert "marathon" not in registry and "marathon" not in agent
+    assert set(registry["registry"]["users"]) == {"pull", "push"}
+    assert registry["registry"]["http_secret"]
+    # Pullers get the pull password as their client setting, never the push one or the secret.
+    assert agent["registry"]["client"]["password"] == registry["registry"]["users"]["pull"]
+    assert "push" not in agent["registry"].get("users", {})
+    assert "http_secret" not in agent["registry"]
+    assert lb == {}
+
+
+def test_values_stable_random_and_private(render):
+    first, again = render("registry1"), render("registry2")
+    assert first["registry"]["http_secret"] == again["registry"]["http_secret"]
+    users = first["registry"]["users"]
+    assert users["pull"] != users["push"] and len(users["pull"]) >= 32
+    for path in render.store.iterdir():
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+
+
+def test_no_value_in_the_repository(render):
+    values = [render("registry1")["registry"]["http_secret"]]
+    values += list(render("registry1")["registry"]["users"].values())
+    for path in REPO.rglob("*"):
+        if any(part in {".git", ".venv", ".state", "node_modules"} for part in path.parts):
+            continue
+        if path.is_file() and path.stat().st_size < 2_000_000:
+            text = path.read_bytes()
+            for value in values:
+                assert value.encode() not in text, path
+
+
+def test_needs_roles(tmp_path):
+    secrets = _load("saltyard_secrets")
+    with pytest.raises(ValueError, match="saltyard_inventory before saltyard_secrets"):
+        secrets.ext_pillar("lb1", {}, str(REPO / "salt" / "secrets.yaml"), str(tmp_path))
