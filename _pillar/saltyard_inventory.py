@@ -28,6 +28,10 @@ def __virtual__():
 
 def ext_pillar(minion_id, pillar, path):  # noqa: ARG001 - the ext_pillar signature
     inv = saltyard_inventory.load(path)
+    # salt-run (orchestration) compiles pillar for "<master id>_master": that is the master.
+    master = inv.master.name
+    if minion_id == f"{master}_master":
+        minion_id = master
     try:
         node = inv.node(minion_id)
     except saltyard_inventory.InventoryError:

@@ -50,11 +50,11 @@ def ext_pillar(minion_id, pillar, store):
     if domain:
         names.append(f"{node['name']}.{domain}")
     with pki.Store(store).locked() as cas:
-        own = cas.issue("cluster", minion_id, names, server=True)
+        own = cas.issue("cluster", node["name"], names, server=True)
         result = {"ca": cas.ca_pem("cluster"), "node": {"cert": own.cert, "key": own.key}}
         if "docker" in roles:
             result["docker_clients_ca"] = cas.ca_pem("docker-clients")
         if DOCKER_CLIENT_ROLES & set(roles):
-            client = cas.issue("docker-clients", minion_id, [], server=False)
+            client = cas.issue("docker-clients", node["name"], [], server=False)
             result["docker_client"] = {"cert": client.cert, "key": client.key}
     return {"pki": result}

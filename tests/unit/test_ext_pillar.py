@@ -149,3 +149,12 @@ def test_members_per_role_in_inventory_order(ext):
     agents = [m["name"] for m in pillar["members"]["mesos-agent"]]
     assert agents == ["agent-fat", "agent-uat", "agent-prod"]
     assert pillar["members"]["zookeeper"] == [{"name": "control1", "address": "172.30.0.11"}]
+
+
+def test_orchestration_runner_gets_the_masters_pillar(ext):
+    # salt-run compiles pillar for "<master id>_master" (state.orchestrate needs the inventory).
+    ours = ext.ext_pillar("master_master", {}, str(SHIPPED))["saltyard"]
+    assert ours["node"]["name"] == "master"
+    assert "salt-master" in ours["roles"]
+    with pytest.raises(inventory.InventoryError, match="'control1_master'"):
+        ext.ext_pillar("control1_master", {}, str(SHIPPED))
