@@ -21,6 +21,56 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# --- Consul (the bridge's tests run a real agent) -------------------------------------------
+# Bookworm has no consul; bullseye has 1.8.7 (MPL; 1.17+ is not open source, never use it).
+# The bullseye suite comes from the same mirror as the machine's bookworm entry, and an apt
+# pin lets ONLY the consul package come from it: everything else in bullseye gets priority -1,
+# so an upgrade can never pull older libraries into this bookworm host.
+if ! command -v consul >/dev/null 2>&1; then
+  # The mirror serving the bookworm suite, from deb822 .sources files or one-line entries.
+  apt_sources=()
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.sources /etc/apt/sources.list.d/*.list; do
+    [[ -f "$f" && "$f" != */saltyard-bullseye.sources ]] && apt_sources+=("$f")
+  done
+  mirror=$(awk '
+    function check() { if (!found && uris != "" && suites ~ /(^|[ \t])bookworm([ \t]|$)/) found = uris }
+    FNR == 1 { check(); uris = ""; suites = "" }
+    /^URIs:/ { uris = $2 }
+    /^Suites:/ { suites = $0 }
+    /^[ \t]*$/ { check(); uris = ""; suites = "" }
+    !found && /^deb[ \t]/ && $3 == "bookworm" { found = $2 }
+    END { check(); print found }
+  ' "${apt_sources[@]}" /dev/null)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  source_file=/etc/apt/sources.list.d/saltyard-bullseye.sources
+  pin_file=/etc/apt/preferences.d/saltyard-consul
+  source_text="# saltyard (scripts/host-setup.sh): bullseye only for the consul package; see $pin_file
+Types: deb
+URIs: $mirror
+Suites: bullseye
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
+  # The consul stanza comes first: apt takes the first record that matches a package.
+  pin_text="# saltyard (scripts/host-setup.sh): only consul may come from bullseye
+Package: consul
+Pin: release n=bullseye
+Pin-Priority: 500
+
+Package: *
+Pin: release n=bullseye
+Pin-Priority: -1"
+  [[ "$(cat "$pin_file" 2>/dev/null)" == "$pin_text" ]] || printf '%s\n' "$pin_text" >"$pin_file"
+  if [[ "$(cat "$source_file" 2>/dev/null)" != "$source_text" ]]; then
+    say "adding the bullseye suite of $mirror (pinned to the consul package only)"
+    printf '%s\n' "$source_text" >"$source_file"
+    apt-get update -qq
+  fi
+  apt-cache policy consul 2>/dev/null | grep -q 'Candidate: 1\.' || apt-get update -qq
+  say "installing consul from bullseye"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends consul >/dev/null
+fi
+# ---------------------------------------------------------------------------------------------
+
 # No engine runs when the machine starts; start dockerd in the background (log in /var/log).
 if ! docker info >/dev/null 2>&1; then
   say "starting dockerd in the background (log: /var/log/saltyard-dockerd.log)"

@@ -8,14 +8,17 @@ definitions (no HTTP): the emulator and the Salt module both use it.
     client = MarathonClient("http://127.0.0.1:8080")
     ref = client.update_app("/web", {"instances": 3})
     client.wait_for_deployment(ref.deployment_id, timeout=300, app_id="/web")
+    for event in client.events(["status_update_event"]):  # GET /v2/events, until it ends
+        print(event.type, event.data.get("taskId"))
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +99,15 @@ class DeploymentRef:
     version: str | None
 
 
+@dataclass(frozen=True)
+class MarathonEvent:
+    """One frame of the event stream: ``type`` (``status_update_event``, ...) and the decoded JSON
+    ``data`` (Marathon's own fields, ``eventType`` and ``timestamp`` included)."""
+
+    type: str
+    data: dict[str, Any]
+
+
 def _bool(value: bool) -> str:
     return "true" if value else "false"
 
@@ -160,24 +172,30 @@ class MarathonClient:
             except ValueError:
                 body = response.text
         if response.status_code >= 400:
-            message = body.get("message") if isinstance(body, dict) else None
-            details = body.get("details") if isinstance(body, dict) else None
-            message = message or (body if isinstance(body, str) and body else response.reason)
-            cls = {
-                404: MarathonNotFound,
-                409: MarathonConflict,
-                400: MarathonValidationError,
-                422: MarathonValidationError,
-            }.get(response.status_code, MarathonHTTPError)
-            raise cls(
-                str(message),
-                status=response.status_code,
-                method=method,
-                url=url,
-                details=details if isinstance(details, list) else None,
-                body=body,
-            )
+            raise self._http_error(response, body, method, url)
         return body if expect_json else response.text
+
+    @staticmethod
+    def _http_error(
+        response: requests.Response, body: Any, method: str, url: str
+    ) -> MarathonHTTPError:
+        message = body.get("message") if isinstance(body, dict) else None
+        details = body.get("details") if isinstance(body, dict) else None
+        message = message or (body if isinstance(body, str) and body else response.reason)
+        cls = {
+            404: MarathonNotFound,
+            409: MarathonConflict,
+            400: MarathonValidationError,
+            422: MarathonValidationError,
+        }.get(response.status_code, MarathonHTTPError)
+        return cls(
+            str(message),
+            status=response.status_code,
+            method=method,
+            url=url,
+            details=details if isinstance(details, list) else None,
+            body=body,
+        )
 
     @staticmethod
     def _deployment_ref(body: Any) -> DeploymentRef:
@@ -366,6 +384,97 @@ class MarathonClient:
                         f"{failure.get('message')}"
                     )
         return ("; " + "; ".join(parts)) if parts else ""
+
+    # ------------------------------------------------------------------ events
+
+    def events(
+        self,
+        event_types: Iterable[str] = (),
+        *,
+        read_timeout: float = 60.0,
+        on_open: Callable[[], None] | None = None,
+    ) -> Iterator[MarathonEvent]:
+        """Follow ``GET /v2/events`` (server-sent events), yielding each event as it arrives.
+
+        ``event_types`` filters on Marathon's side (``?event_type=``; empty: every type).
+        ``on_open`` is called once the stream is attached and before the first event, so a
+        caller can re-read the full state knowing no later change will be missed.
+
+        The iteration ends when Marathon closes the stream (it does on a leader change). A
+        stream that sends nothing at all, heartbeats included, for ``read_timeout`` seconds is
+        treated as dead (streams can hang silently) and raises MarathonConnectionError, as does
+        any failure to connect; an HTTP error answer raises the usual MarathonHTTPError
+        subclass. Events carry no ordering guarantee: use them as a signal to re-read state.
+        """
+        url = self.base_url + "/v2/events"
+        params = [("event_type", t) for t in event_types]
+        connect = self.timeout[0] if isinstance(self.timeout, tuple) else self.timeout
+        try:
+            response = self.session.get(
+                url,
+                params=params,
+                headers={"Accept": "text/event-stream", "Cache-Control": "no-cache"},
+                stream=True,
+                timeout=(connect, read_timeout),
+            )
+        except requests.RequestException as exc:
+            raise MarathonConnectionError(
+                f"no answer from Marathon: {exc}", method="GET", url=url
+            ) from exc
+        with response:
+            if response.status_code >= 400:
+                try:
+                    body: Any = response.json()
+                except ValueError:
+                    body = response.text
+                raise self._http_error(response, body, "GET", url)
+            if on_open is not None:
+                on_open()
+            try:
+                yield from _sse_events(response.iter_content(chunk_size=65536))
+            except requests.RequestException as exc:
+                raise MarathonConnectionError(
+                    f"event stream lost: {exc}",
+                    method="GET",
+                    url=url,
+                ) from exc
+
+
+def _sse_events(chunks: Iterable[bytes]) -> Iterator[MarathonEvent]:
+    """Parse a server-sent event stream (the subset Marathon uses: ``event:`` and ``data:``
+    fields, ``:`` comments, frames ended by a blank line). Hand-written because it is this small
+    and a dependency would be larger than the code; lines are split on LF with an optional CR
+    before it, which is what Marathon (Jetty) and the emulator send."""
+    pending = b""
+    event_type, data_lines = "", []
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.rstrip(b"\r").decode("utf-8", errors="replace")
+            if not line:
+                if data_lines:
+                    yield _decode_event(event_type, "\n".join(data_lines))
+                event_type, data_lines = "", []
+                continue
+            if line.startswith(":"):
+                continue
+            field, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if field == "event":
+                event_type = value
+            elif field == "data":
+                data_lines.append(value)
+
+
+def _decode_event(event_type: str, data: str) -> MarathonEvent:
+    try:
+        decoded = json.loads(data)
+    except ValueError:
+        decoded = {"raw": data}
+    if not isinstance(decoded, dict):
+        decoded = {"raw": decoded}
+    return MarathonEvent(event_type or str(decoded.get("eventType") or "message"), decoded)
 
 
 # ---------------------------------------------------------------------- app definition rules
