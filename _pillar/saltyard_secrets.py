@@ -17,17 +17,29 @@ Master configuration:
 import base64
 import os
 import secrets
+import uuid
 
 import yaml
 
 __virtualname__ = "saltyard_secrets"
+FORMATS = ("urlsafe", "base64", "uuid")
 
 
 def __virtual__():
     return __virtualname__
 
 
-def _value(store: str, name: str, size: int) -> str:
+def _generate(size: int, kind: str) -> str:
+    if kind == "uuid":
+        # Consul ACL tokens: the SecretID is a UUID (random, version 4).
+        return str(uuid.UUID(bytes=secrets.token_bytes(16), version=4))
+    if kind == "base64":
+        # Consul's gossip key: standard base64 of 16, 24 or 32 bytes.
+        return base64.b64encode(secrets.token_bytes(size)).decode()
+    return base64.urlsafe_b64encode(secrets.token_bytes(size)).decode().rstrip("=")
+
+
+def _value(store: str, name: str, size: int, kind: str = "urlsafe") -> str:
     path = os.path.join(store, name)
     try:
         # O_EXCL: when two pillar renders race, exactly one value is created.
@@ -35,7 +47,7 @@ def _value(store: str, name: str, size: int) -> str:
     except FileExistsError:
         with open(path) as handle:
             return handle.read().strip()
-    value = base64.urlsafe_b64encode(secrets.token_bytes(size)).decode().rstrip("=")
+    value = _generate(size, kind)
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
     return value
@@ -62,7 +74,12 @@ def ext_pillar(minion_id, pillar, catalogue, store):
     for name, spec in described.items():
         if not set(spec["roles"]) & set(roles):
             continue
-        value = _value(store, name, int(spec.get("bytes", 24)))
+        kind = spec.get("format", "urlsafe")
+        if kind not in FORMATS:
+            raise ValueError(
+                f"secret {name!r}: unknown format {kind!r} (known: {', '.join(FORMATS)})"
+            )
+        value = _value(store, name, int(spec.get("bytes", 24)), kind)
         # One secret may appear at several places (a server's user list, a client's settings).
         paths = spec["pillar"] if isinstance(spec["pillar"], list) else [spec["pillar"]]
         for path in paths:

@@ -7,6 +7,7 @@
 base:
   '*':
     - base
+    - consul
   'I@saltyard:roles:kernel':
     - match: compound
     - kernel
@@ -25,6 +26,9 @@ base:
   'I@saltyard:roles:mesos-agent':
     - match: compound
     - mesos.agent
+  'I@saltyard:roles:discovery':
+    - match: compound
+    - discovery
   'I@saltyard:roles:marathon':
     - match: compound
     - marathon

@@ -39,3 +39,9 @@ marathon:
   install_package: True
   # http_credentials come from a pillar outside this repository (e.g. GPG-encrypted pillar):
   # marathon: {http_credentials: {user: ops, password: ...}}
+
+consul:
+  # A site repository that carries consul 1.8.x (MPL); only that package is taken from it.
+  package_source:
+    source: deb http://packages.example.internal/consul bookworm main
+    pin: origin packages.example.internal

@@ -44,3 +44,10 @@ registry:
   client:
     username: pull
     ca_file: /usr/local/share/ca-certificates/saltyard-cluster.crt
+
+# Consul 1.8.7 (MPL) from Debian bullseye: only that package comes from the bullseye suite. The
+# gossip key and the ACL tokens are generated on the master (salt/secrets.yaml).
+consul:
+  package_source:
+    source: deb http://deb.debian.org/debian bullseye main
+    pin: release n=bullseye

@@ -47,7 +47,7 @@ def test_served_by_role_only(render):
     assert agent["registry"]["client"]["password"] == registry["registry"]["users"]["pull"]
     assert "push" not in agent["registry"].get("users", {})
     assert "http_secret" not in agent["registry"]
-    assert lb == {}
+    assert set(lb) == {"consul"}  # only its Consul key and tokens
 
 
 def test_values_stable_random_and_private(render):
@@ -75,3 +75,27 @@ def test_needs_roles(tmp_path):
     secrets = _load("saltyard_secrets")
     with pytest.raises(ValueError, match="saltyard_inventory before saltyard_secrets"):
         secrets.ext_pillar("lb1", {}, str(REPO / "salt" / "secrets.yaml"), str(tmp_path))
+
+
+def test_formats(render):
+    import base64
+    import uuid
+
+    control = render("control1")
+    key = base64.b64decode(control["consul"]["encrypt"], validate=True)
+    assert len(key) == 32
+    tokens = control["consul"]["acl"]["tokens"]
+    for value in [control["consul"]["acl"]["master_token"], *tokens.values()]:
+        assert uuid.UUID(value).version == 4
+    # Only servers hold the master token and the other roles' tokens.
+    lb = render("lb1")["consul"]
+    assert "master_token" not in lb["acl"]
+    assert set(lb["acl"]["tokens"]) == {"agent", "lb"}
+
+
+def test_unknown_format_named(tmp_path):
+    secrets = _load("saltyard_secrets")
+    catalogue = tmp_path / "secrets.yaml"
+    catalogue.write_text("x:\n  pillar: a:b\n  roles: [base]\n  format: hex\n")
+    with pytest.raises(ValueError, match="'x': unknown format 'hex'"):
+        secrets.ext_pillar("lb1", {"saltyard": {"roles": ["base"]}}, str(catalogue), str(tmp_path))
