@@ -23,6 +23,7 @@ from salt.exceptions import CommandExecutionError
 
 try:
     import consul
+    from consul.callback import CB
 
     HAS_CONSUL = True
 except ImportError:
@@ -41,7 +42,12 @@ def _client(token: str | None = None) -> consul.Consul:
     addr = __salt__["config.get"]("consul:http_addr", "127.0.0.1:8500") or "127.0.0.1:8500"
     host, _, port = addr.rpartition(":")
     token = token or __salt__["config.get"]("consul:acl:master_token", None)
-    return consul.Consul(host=host or "127.0.0.1", port=int(port), token=token, timeout=10)
+    client = consul.Consul(
+        host=host or "127.0.0.1", port=int(port), token=token, connections_timeout=10
+    )
+    # py-consul lets CONSUL_HTTP_TOKEN in the environment override the argument.
+    client.token = token
+    return client
 
 
 def _call(func, *args, **kwargs):
@@ -136,10 +142,21 @@ def policy_set(name: str, rules: str, description: str = "") -> dict[str, Any]:
     """
     client = _client()
     current = policy(name)
+    # py-consul JSON-encodes `rules` again (it expects a dict), which turns HCL text into a
+    # string Consul cannot parse; the HTTP API takes the HCL text as it is.
+    body = {"Name": name, "Description": description, "Rules": rules}
     if current is None:
-        return _call(client.acl.policy.create, name, description=description, rules=rules)
+        return _put(client, "/v1/acl/policy", body)
+    return _put(client, f"/v1/acl/policy/{current['ID']}", {"ID": current["ID"], **body})
+
+
+def _put(client: consul.Consul, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return _call(
-        client.acl.policy.update, current["ID"], name, description=description, rules=rules
+        client.http.put,
+        CB.json(),
+        path,
+        data=json.dumps(body),
+        headers=client.prepare_headers(),
     )
 
 
@@ -187,10 +204,4 @@ def token_set(secret_id: str, policies: list[str], description: str = "") -> dic
         )
     # py-consul has no token update with policy names; the HTTP API takes them directly.
     body = {"Description": description, "Policies": links, "SecretID": secret_id}
-    return _call(
-        client.http.put,
-        consul.base.CB.json(),
-        f"/v1/acl/token/{current['AccessorID']}",
-        data=json.dumps(body),
-        headers=client.prepare_headers(),
-    )
+    return _put(client, f"/v1/acl/token/{current['AccessorID']}", body)

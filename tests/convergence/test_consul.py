@@ -22,13 +22,12 @@ def pillar(cluster, node: str, key: str):
 
 
 def api(cluster, node: str, path: str, token: str | None = None, method: str = "GET"):
-    cmd = ["curl", "-s", "-o", "/dev/stderr", "-w", "%{http_code}", "-X", method]
+    """(HTTP status, body) of a request to the node's local Consul agent."""
+    cmd = ["curl", "-sS", "-w", "\\n%{http_code}", "-X", method]
     if token:
         cmd += ["-H", f"X-Consul-Token: {token}"]
-    code, out = cluster.exec(
-        node, ["sh", "-c", " ".join(cmd) + f" http://127.0.0.1:8500{path} 2>&1"], False
-    )
-    status, body = out[-3:], out[:-3]
+    _, out = cluster.exec(node, [*cmd, f"http://127.0.0.1:8500{path}"], False)
+    body, _, status = out.rstrip().rpartition("\n")
     return int(status), body
 
 
