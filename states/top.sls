@@ -28,3 +28,6 @@ base:
   'I@saltyard:roles:marathon':
     - match: compound
     - marathon
+  'I@saltyard:roles:lvs':
+    - match: compound
+    - lvs

@@ -49,13 +49,16 @@ CACHE_DIR = Path(os.environ.get("SALTYARD_VM_CACHE") or "/var/cache/saltyard/vm-
 KEEP_UNUSED_DAYS = 14
 
 # The node image's packages plus what a VM needs to boot and be reached: a kernel (the cloud
-# flavour: virtio drivers, small), udev and kmod for its modules, sshd, and the LVS tools.
+# flavour: virtio drivers, small), udev and kmod for its modules, sshd, and the LVS tools
+# (ipvsadm, and keepalived, which the lvs state installs anyway: the VM tests run both against
+# the VM's kernel without reaching a package mirror from the VM).
 PACKAGES = image.PACKAGES + (
     "linux-image-cloud-amd64",
     "udev",
     "kmod",
     "openssh-server",
     "ipvsadm",
+    "keepalived",
 )
 # Sparse: only what is written takes space. Room for Salt's venv and the roles' packages.
 DISK_SIZE = "3G"
