@@ -1,7 +1,8 @@
 """ext_pillar: TLS material from the cluster CAs on the master (saltyard/pki.py).
 
 Every node gets the cluster CA certificate and its own certificate and key (names: node name,
-FQDN under the cluster domain, address, plus pillar `pki:extra_names`). Nodes with the docker role
+FQDN under the cluster domain, address, plus pillar `pki:extra_names`, plus on registry nodes the
+registry VIP `registry:vip:address`). Nodes with the docker role
 also get the CA that Docker API clients must be signed by; nodes with a role in
 `DOCKER_CLIENT_ROLES` get a client certificate from it. CA keys never leave the master; a node sees
 only its own key. Must come after the saltyard_inventory ext_pillar, whose node and roles it reads.
@@ -46,6 +47,12 @@ def ext_pillar(minion_id, pillar, store):
     if not isinstance(extra, list) or not all(isinstance(n, str) and n for n in extra):
         raise ValueError(f"pillar pki:extra_names must be a list of names, got {extra!r}")
     names = [node["name"], node["address"], *extra]
+    # Behind the LVS director (direct routing) a registry answers clients that connected to the
+    # VIP: its certificate must carry the VIP (pillar registry:vip:address, from the site pillar,
+    # which Salt compiles before the ext_pillars) as an IP SAN. The states check the address.
+    vip = ((pillar.get("registry") or {}).get("vip") or {}).get("address")
+    if "registry" in roles and vip and str(vip) not in names:
+        names.append(str(vip))
     domain = saltyard.get("cluster", {}).get("domain")
     if domain:
         names.append(f"{node['name']}.{domain}")

@@ -50,6 +50,9 @@ IMPLIED = {
     "docker": ("kernel",),
 }
 ENVIRONMENTS = ("fat", "uat", "prod")
+# What a node of the local cluster is: a systemd container (the default), or a QEMU VM on the same
+# bridge for roles that need a kernel of their own (IPVS for lvs: the host kernel lacks it).
+KINDS = ("container", "vm")
 # RFC 1123 host label: minion ids double as host names.
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -65,9 +68,14 @@ class Node:
     roles: tuple[str, ...]  # as written, without implied roles
     env: str | None = None
     all_roles: tuple[str, ...] = field(default=())  # base + roles + implied, sorted
+    kind: str = "container"
 
     def has_role(self, role: str) -> bool:
         return role in self.all_roles
+
+    @property
+    def is_vm(self) -> bool:
+        return self.kind == "vm"
 
 
 @dataclass(frozen=True)
@@ -142,6 +150,16 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
         subnet = ipaddress.ip_network(_require(network, "subnet", "cluster.network", path))
     except ValueError as exc:
         raise InventoryError(f"{path}: cluster.network.subnet: {exc}") from None
+    ip_range = None
+    if network.get("ip_range") is not None:
+        try:
+            ip_range = ipaddress.ip_network(network["ip_range"])
+        except ValueError as exc:
+            raise InventoryError(f"{path}: cluster.network.ip_range: {exc}") from None
+        if not ip_range.subnet_of(subnet):
+            raise InventoryError(
+                f"{path}: cluster.network.ip_range {ip_range} is not inside the subnet {subnet}"
+            )
 
     raw_nodes = _require(data, "nodes", "the inventory", path)
     if not isinstance(raw_nodes, list) or not raw_nodes:
@@ -203,9 +221,27 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
             raise InventoryError(
                 f"{path}: {where}: a mesos-agent needs an env ({', '.join(ENVIRONMENTS)})"
             )
-        unknown_keys = set(raw) - {"name", "address", "roles", "env"}
+        unknown_keys = set(raw) - {"name", "address", "roles", "env", "kind"}
         if unknown_keys:
             raise InventoryError(f"{path}: {where}: unknown keys {sorted(unknown_keys)}")
+        kind = raw.get("kind", "container")
+        if kind not in KINDS:
+            raise InventoryError(
+                f"{path}: {where}: unknown kind {kind!r}; expected one of {', '.join(KINDS)}"
+            )
+        if kind == "vm":
+            # Docker hands out addresses inside ip_range only; a VM's must never be one of them.
+            if ip_range is None:
+                raise InventoryError(
+                    f"{path}: {where} is a VM, which needs cluster.network.ip_range (the part "
+                    "of the subnet where Docker hands out addresses) to keep its address free"
+                )
+            if ip in ip_range:
+                raise InventoryError(
+                    f"{path}: {where}: VM address {ip} is inside cluster.network.ip_range "
+                    f"{ip_range}, where Docker hands out addresses to containers; give the VM "
+                    "an address outside it"
+                )
         nodes.append(
             Node(
                 name=name,
@@ -213,6 +249,7 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
                 roles=tuple(roles),
                 env=env,
                 all_roles=expand_roles(tuple(roles)),
+                kind=kind,
             )
         )
 

@@ -9,8 +9,10 @@ say() { printf '[host-setup] %s\n' "$*" >&2; }
 
 # docker.io: the engine; vagrant: brings the nodes up; debootstrap: builds the node image;
 # xfsprogs: the storage preflight's tests; git: pip builds from this checkout; docker-registry,
-# skopeo, apache2-utils (htpasswd): the registry client's tests and benchmark.
-PACKAGES=(docker.io vagrant debootstrap xfsprogs git docker-registry skopeo apache2-utils)
+# skopeo, apache2-utils (htpasswd): the registry client's tests and benchmark;
+# qemu-system-x86, e2fsprogs (mkfs.ext4 -d, debugfs), openssh-client: the QEMU VM nodes (lvs1).
+PACKAGES=(docker.io vagrant debootstrap xfsprogs git docker-registry skopeo apache2-utils
+  qemu-system-x86 e2fsprogs openssh-client)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

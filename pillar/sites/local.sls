@@ -38,9 +38,15 @@ marathon:
   http_credentials:
     user: saltyard   # the password is generated on the master (salt/secrets.yaml)
 
-# The Salt registry module's connection (on every node; the URL defaults to the inventory's first
-# registry node). The password is generated on the master and served to the nodes that pull.
 registry:
+  # The registry pair's VIP on the LVS director lvs1 (states/lvs, direct routing; docs/lvs.md):
+  # a free address in the VMs' half of the subnet, outside Docker's ip_range (172.30.0.0/25)
+  # and every node's address.
+  vip:
+    address: 172.30.0.200
+  # The Salt registry module's connection (on every node; the URL defaults to the inventory's
+  # first registry node). The password is generated on the master and served to the nodes that
+  # pull.
   client:
     username: pull
     ca_file: /usr/local/share/ca-certificates/saltyard-cluster.crt

@@ -1,8 +1,13 @@
 """Bring the local cluster up and down, and talk to its salt master.
 
-up:   inventory check -> node image -> network -> `vagrant up` -> wheelhouse and keys ->
-      pyinfra bootstrap -> every minion answers -> highstate
-down: `vagrant destroy`, then the containers, volumes and network that carry the cluster's label
+up:   inventory check -> node image (and VM image) -> network -> VMs boot -> `vagrant up`
+      (containers) -> VMs answer SSH -> wheelhouse and keys -> pyinfra bootstrap -> every minion
+      answers -> highstate
+down: the VMs, `vagrant destroy`, then the containers, volumes and network that carry the
+      cluster's label
+
+Nodes of kind vm (saltyard/localcluster/vm.py) are reached over SSH, containers with
+`docker exec`; `exec` hides the difference.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 from saltyard import bootstrap
 from saltyard import inventory as inventory_mod
 from saltyard.localcluster import engine as engine_mod
-from saltyard.localcluster import image
+from saltyard.localcluster import image, vm
 from saltyard.localcluster.progress import step
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -73,13 +78,18 @@ class Cluster:
         self.inventory = inventory_mod.load(inventory_path)
         self.profile = profile
         self.nodes = self.inventory.profile(profile)
+        self.vms = [n for n in self.nodes if n.is_vm]
         self.engine = engine_mod.client()
 
     # --- running commands --------------------------------------------------------------------
     def exec(self, node: str, cmd: list[str], check: bool = True) -> tuple[int, str]:
-        container = self.engine.containers.get(container_name(node))
-        code, output = container.exec_run(cmd, demux=False)
-        text = output.decode(errors="replace") if output else ""
+        if self.inventory.node(node).is_vm:
+            proc = vm.ssh(node, cmd, STATE_DIR)
+            code, text = proc.returncode, proc.stdout
+        else:
+            container = self.engine.containers.get(container_name(node))
+            code, output = container.exec_run(cmd, demux=False)
+            text = output.decode(errors="replace") if output else ""
         if check and code != 0:
             raise RuntimeError(f"{node}: {' '.join(cmd)} exited {code}:\n{text}")
         return code, text
@@ -145,7 +155,9 @@ class Cluster:
 
     def vagrant_up(self, node_image: str) -> None:
         self._refuse_foreign_nodes()
-        names = [n.name for n in self.nodes]
+        names = [n.name for n in self.nodes if not n.is_vm]
+        if not names:
+            return
         step(f"vagrant up ({len(names)} nodes, docker provider): {', '.join(names)}")
         env = self._env() | {"SALTYARD_NODE_IMAGE": node_image}
         command = ["vagrant", "up", "--provider=docker", "--parallel", *names]
@@ -157,6 +169,16 @@ class Cluster:
             subprocess.run(command, cwd=ROOT, env=env, check=True)
         for node in names:
             self._wait_systemd(node)
+
+    def start_vms(self) -> None:
+        """Boot the VMs; they boot while Vagrant makes the containers (wait_vms waits)."""
+        for node in self.vms:
+            vm.start(node, self.inventory, STATE_DIR)
+
+    def wait_vms(self) -> None:
+        for node in self.vms:
+            vm.wait_ssh(node.name, STATE_DIR)
+            self._wait_systemd(node.name)
 
     def _wait_systemd(self, node: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -194,7 +216,9 @@ class Cluster:
         step(f"inventory {self.inventory.path}: profile {self.profile}, {len(self.nodes)} nodes")
         node_image = image.build()
         engine_mod.ensure_network(self.engine, self.inventory)
+        self.start_vms()
         self.vagrant_up(node_image)
+        self.wait_vms()
         self.bootstrap()
         self.wait_minions()
         self.sync()
@@ -207,6 +231,10 @@ class Cluster:
         return results
 
     def down(self) -> None:
+        # Every VM this checkout started, whatever the profile or the inventory says now.
+        for name in vm.recorded(STATE_DIR):
+            step(f"removing VM {name}")
+            vm.destroy(name, STATE_DIR)
         step("vagrant destroy")
         subprocess.run(
             ["vagrant", "destroy", "-f"],
@@ -222,6 +250,9 @@ class Cluster:
         for prefix in [node.name for node in self.inventory.nodes] + ["shared"]:
             for volume in self.engine.volumes.list(filters={"name": f"saltyard-{prefix}-"}):
                 volume.remove(force=True)
-        for net in self.engine.networks.list(names=[self.inventory.network["name"]]):
-            step(f"removing network {net.name}")
-            net.remove()
+        name = self.inventory.network["name"]
+        # Docker's name filter matches substrings: never remove another network by accident.
+        for net in self.engine.networks.list(names=[name]):
+            if net.name == name:
+                step(f"removing network {net.name}")
+                net.remove()

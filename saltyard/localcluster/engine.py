@@ -25,7 +25,8 @@ def ensure_network(engine: docker.DockerClient, inv: Inventory) -> None:
     """Create the cluster network with the inventory's subnet, or check the existing one."""
     net = inv.network
     name = net["name"]
-    existing = engine.networks.list(names=[name])
+    # Docker's name filter matches substrings ("saltyard" finds "saltyard-vmtest"): compare.
+    existing = [n for n in engine.networks.list(names=[name]) if n.name == name]
     if existing:
         configs = existing[0].attrs.get("IPAM", {}).get("Config") or []
         subnets = {c.get("Subnet") for c in configs}

@@ -2,6 +2,7 @@
     certificate from the cluster CA, htpasswd (bcrypt) users, deletes enabled, the debug health
     endpoint, shared storage and http.secret with its peer. -#}
 {%- from 'registry/map.jinja' import registry with context %}
+{%- from 'registry/vip.jinja' import vip with context %}
 {%- set me = salt['pillar.get']('saltyard:node', {}) %}
 {%- set pki = salt['pillar.get']('pki', {}) %}
 {%- set conf = registry.config_dir %}
@@ -11,6 +12,10 @@
 {%- if not pki.get('node') %}
 {{ raise("pillar pki:node is missing for " ~ me.name ~ ": the master's saltyard_pki ext_pillar issues it") }}
 {%- endif %}
+
+include:
+  # The registry VIP on lo and the ARP settings for LVS direct routing (when the VIP is set).
+  - registry.vip
 
 # Created before the package, with fixed ids, so that files can be owned by it before the
 # service first starts and both registries agree on the shared storage's owner.
@@ -114,7 +119,9 @@ registry-config:
           fields: {service: registry, node: {{ me.name }}}
         storage: {{ storage | json }}
         http:
-          addr: {{ me.address }}:{{ registry.port }}
+          # Behind the VIP (direct routing) connections arrive addressed to the VIP, which sits
+          # on lo: the registry then listens on every address of the node.
+          addr: {{ (':' if vip else me.address ~ ':') ~ registry.port }}
           secret: {{ registry.http_secret | json }}
           tls:
             certificate: {{ conf }}/tls/cert.pem

@@ -195,3 +195,64 @@ def test_roles_come_from_the_master_not_from_minion_grains(cluster, converged, d
         assert "docker" not in top["base"], top
     finally:
         cluster.salt([node], "grains.delkey", "roles", "force=True")
+
+
+# The registry VIP (pillar/sites/local.sls registry:vip:address; docs/lvs.md).
+REGISTRY_VIP = "172.30.0.200"
+
+
+def _addresses(role: str) -> list[str]:
+    from saltyard import inventory
+
+    return [n.address for n in inventory.load().profile(PROFILE) if n.has_role(role)]
+
+
+@pytest.mark.parametrize("node", nodes_with("lvs"))
+def test_lvs_role(converged, node):
+    import time
+
+    h = host(node)
+    assert h.package("keepalived").is_installed and h.package("ipvsadm").is_installed
+    assert h.service("keepalived").is_running and h.service("keepalived").is_enabled
+    assert h.run("keepalived -t -f /etc/keepalived/keepalived.conf").rc == 0
+    assert f"inet {REGISTRY_VIP}/32" in h.check_output("ip -4 -o addr show")
+    # Every registry of the profile passes its health check (they may converge after lvs1).
+    wanted = [f"-a -t {REGISTRY_VIP}:5000 -r {a}:5000 -g -w 1" for a in _addresses("registry")]
+    deadline = time.monotonic() + 60
+    while True:
+        table = h.check_output("ipvsadm -S -n")
+        if all(line in table for line in wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert all(line in table for line in wanted), table
+
+
+@pytest.mark.parametrize("node", nodes_with("registry"))
+def test_registry_holds_the_vip_for_direct_routing(converged, node):
+    h = host(node)
+    assert f"inet {REGISTRY_VIP}/32" in h.check_output("ip -4 -o addr show dev lo")
+    assert h.sysctl("net.ipv4.conf.all.arp_ignore") == 1
+    assert h.sysctl("net.ipv4.conf.all.arp_announce") == 2
+    assert h.service("saltyard-registry-vip").is_enabled
+
+
+def test_registry_vip_answers_with_tls_through_the_director(cluster, converged):
+    # The registry's certificate carries the VIP; /v2/ without credentials answers 401.
+    rc, out = cluster.exec(
+        "build1",
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+            "--cacert",
+            "/usr/local/share/ca-certificates/saltyard-cluster.crt",
+            f"https://{REGISTRY_VIP}:5000/v2/",
+        ],  # fmt: skip
+        check=False,
+    )
+    assert (rc, out) == (0, "401"), out

@@ -181,3 +181,18 @@ def test_every_inventory_node_gets_a_certificate(pillar_for):
     inv = inventory.load(REPO / "salt" / "inventory.yaml")
     for node in inv.nodes:
         assert "BEGIN CERTIFICATE" in pillar_for(node.name)["node"]["cert"]
+
+
+def test_registry_certificates_carry_the_vip(pillar_for):
+    vip = {"registry": {"vip": {"address": "172.30.0.200"}}}
+    cert = x509.load_pem_x509_certificate(pillar_for("registry2", vip)["node"]["cert"].encode())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {str(ip) for ip in san.get_values_for_type(x509.IPAddress)} == {
+        "172.30.0.32",
+        "172.30.0.200",
+    }
+    # Only the registries answer on the VIP; the director holds it but serves no TLS.
+    for node in ("lvs1", "build1"):
+        cert = x509.load_pem_x509_certificate(pillar_for(node, vip)["node"]["cert"].encode())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert "172.30.0.200" not in [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]

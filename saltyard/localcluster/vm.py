@@ -1,0 +1,801 @@
+"""QEMU virtual machines for the nodes whose roles need a kernel of their own (``kind: vm``).
+
+The host kernel lacks IPVS, so the LVS director cannot be a container: it boots as a QEMU VM
+(software emulation, no KVM here) with Debian 12's cloud kernel, on the cluster's Docker bridge
+through a tap device, with a static address outside Docker's ``--ip-range``. Everything else
+treats it like the other nodes: bootstrap and tests reach it over SSH as root with a key pair
+generated on the operator's machine (``STATE/ssh``).
+
+Files: the base disk, kernel and initrd are built once per machine and cached by a hash of
+their inputs in ``/var/cache/saltyard/vm-image/<hash>/``; each VM gets a sparse copy of the disk
+(``STATE/vm/NODE.img``) into which its own configuration is written with ``debugfs`` (no mount
+needed), its serial console log (``NODE.log``), pid file, QMP socket and what it was started with
+(``NODE.json``).
+
+    build()                           the base image (cached)
+    start(node, inventory, STATE)     boot a VM unless it runs (its disk is kept across restarts)
+    wait_ssh(name, STATE)             until sshd answers, bounded
+    stop(name, STATE) / destroy(...)  clean power-off, then kill; remove the tap (and the files)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from saltyard.inventory import Inventory, Node
+from saltyard.localcluster import image
+from saltyard.localcluster.progress import step
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+STATE_DIR = ROOT / ".state"
+# Per machine, like the node image in Docker's store: every checkout (and CI clone) and the
+# tests share it, so the image is built once.
+CACHE_DIR = Path(os.environ.get("SALTYARD_VM_CACHE") or "/var/cache/saltyard/vm-image")
+# Images of other inputs (another checkout's recipe) stay this long after their last use.
+KEEP_UNUSED_DAYS = 14
+
+# The node image's packages plus what a VM needs to boot and be reached: a kernel (the cloud
+# flavour: virtio drivers, small), udev and kmod for its modules, sshd, and the LVS tools
+# (ipvsadm, and keepalived, which the lvs state installs anyway: the VM tests run both against
+# the VM's kernel without reaching a package mirror from the VM).
+PACKAGES = image.PACKAGES + (
+    "linux-image-cloud-amd64",
+    "udev",
+    "kmod",
+    "openssh-server",
+    "ipvsadm",
+    "keepalived",
+)
+# Sparse: only what is written takes space. Room for Salt's venv and the roles' packages.
+DISK_SIZE = "3G"
+MEMORY_MB = 768
+CPUS = 1
+# Bump when the build steps below change in a way the inputs do not show.
+RECIPE_VERSION = 2
+
+QEMU = "qemu-system-x86_64"
+SSH_USER = "root"
+# The VMs are this machine's own, rebuilt with new host keys at will: no known_hosts to keep.
+SSH_OPTIONS = (
+    "-o",
+    "StrictHostKeyChecking=no",
+    "-o",
+    "UserKnownHostsFile=/dev/null",
+    "-o",
+    "LogLevel=ERROR",
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=10",
+    # A VM that dies under a running command ends the command within a minute.
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "ServerAliveCountMax=4",
+)
+
+
+class VmError(RuntimeError):
+    """A VM cannot be built, started or reached; the message names the cause."""
+
+
+# --- names and paths ---------------------------------------------------------------------------
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def tap_name(cluster: str, node: str) -> str:
+    """The VM's tap device: at most 15 characters (IFNAMSIZ), unique per cluster and node."""
+    return f"vm-{node[:7]}-{_digest(cluster, node)[:4]}"
+
+
+def mac_address(cluster: str, node: str) -> str:
+    """A fixed MAC per cluster and node (QEMU's 52:54:00 prefix), so the guest's network file
+    can match its NIC."""
+    tail = _digest("mac", cluster, node)[:6]
+    return "52:54:00:" + ":".join(tail[i : i + 2] for i in range(0, 6, 2))
+
+
+@dataclass(frozen=True)
+class VmFiles:
+    disk: Path
+    log: Path
+    pidfile: Path
+    qmp: Path
+    meta: Path
+
+    @classmethod
+    def of(cls, name: str, state_dir: Path) -> VmFiles:
+        base = Path(state_dir) / "vm" / name
+        return cls(
+            disk=base.with_suffix(".img"),
+            log=base.with_suffix(".log"),
+            pidfile=base.with_suffix(".pid"),
+            qmp=base.with_suffix(".qmp"),
+            meta=base.with_suffix(".json"),
+        )
+
+
+def ssh_key_path(state_dir: Path) -> Path:
+    return Path(state_dir) / "ssh" / "id_ed25519"
+
+
+def ensure_ssh_key(state_dir: Path) -> Path:
+    """The key pair the VMs trust for root, made once on this machine (never committed)."""
+    key = ssh_key_path(state_dir)
+    if not key.exists():
+        _need("ssh-keygen", "openssh-client")
+        key.parent.mkdir(parents=True, exist_ok=True)
+        key.parent.chmod(0o700)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "saltyard-local-vm", "-f", key],
+            check=True,
+        )
+    key.chmod(0o600)
+    return key
+
+
+def ssh_command(address: str, key: Path, cmd: list[str] | None = None) -> list[str]:
+    """`ssh` to a VM as root; cmd is quoted so that the remote shell sees the same words."""
+    command = ["ssh", "-i", str(key), *SSH_OPTIONS, f"{SSH_USER}@{address}"]
+    if cmd:
+        command.append(shlex.join(cmd))
+    return command
+
+
+# --- host checks -------------------------------------------------------------------------------
+
+
+def _need(program: str, package: str) -> None:
+    if shutil.which(program) is None:
+        raise VmError(
+            f"{program} not found: install the Debian package {package} "
+            "(scripts/host-setup.sh installs it)"
+        )
+
+
+def check_host() -> None:
+    """Refuse, with the reason, a machine that cannot run the VMs."""
+    _need(QEMU, "qemu-system-x86")
+    _need("ip", "iproute2")
+    _need("debugfs", "e2fsprogs")
+    _need("ssh", "openssh-client")
+    try:
+        os.close(os.open("/dev/net/tun", os.O_RDWR))
+    except FileNotFoundError:
+        raise VmError(
+            "/dev/net/tun does not exist: a VM joins the cluster network through a tap device, "
+            "which needs the kernel's TUN/TAP driver"
+        ) from None
+    except PermissionError:
+        raise VmError(
+            "cannot open /dev/net/tun (permission denied): creating the VMs' tap devices needs "
+            "root (CAP_NET_ADMIN)"
+        ) from None
+
+
+def network_attrs(name: str) -> dict:
+    proc = subprocess.run(
+        ["docker", "network", "inspect", name], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise VmError(
+            f"Docker network {name!r} does not exist ({proc.stderr.strip()}); the VMs join it, "
+            "so it must be created first"
+        )
+    return json.loads(proc.stdout)[0]
+
+
+def bridge_name(attrs: dict) -> str:
+    """Docker's Linux bridge for a user-defined bridge network."""
+    if attrs.get("Driver") != "bridge":
+        raise VmError(
+            f"Docker network {attrs.get('Name')!r} uses the {attrs.get('Driver')!r} driver; "
+            "a VM can only join a bridge network"
+        )
+    return attrs.get("Options", {}).get("com.docker.network.bridge.name") or (
+        "br-" + attrs["Id"][:12]
+    )
+
+
+def check_address(name: str, address: str, attrs: dict) -> dict:
+    """Refuse an address Docker could hand to a container; return the network's IPAM entry."""
+    net_name = attrs.get("Name")
+    ip = ipaddress.ip_address(address)
+    configs = (attrs.get("IPAM") or {}).get("Config") or []
+    config = next(
+        (c for c in configs if c.get("Subnet") and ip in ipaddress.ip_network(c["Subnet"])),
+        None,
+    )
+    if config is None:
+        subnets = [c.get("Subnet") for c in configs]
+        raise VmError(
+            f"VM {name!r}: address {address} is outside the subnets {subnets} of Docker "
+            f"network {net_name!r}"
+        )
+    if not config.get("IPRange"):
+        raise VmError(
+            f"Docker network {net_name!r} has no --ip-range, so Docker may give a container "
+            f"the address {address} of VM {name!r}; recreate the network with an ip_range "
+            "(cluster.network.ip_range in the inventory) that leaves room for the VMs"
+        )
+    if ip in ipaddress.ip_network(config["IPRange"]):
+        raise VmError(
+            f"VM {name!r}: address {address} is inside Docker network {net_name!r}'s "
+            f"--ip-range {config['IPRange']}, where Docker hands out addresses to containers; "
+            "give the VM an address outside it"
+        )
+    for container in (attrs.get("Containers") or {}).values():
+        if container.get("IPv4Address", "").split("/")[0] == address:
+            raise VmError(
+                f"VM {name!r}: address {address} is already used by container "
+                f"{container.get('Name')!r} on network {net_name!r}"
+            )
+    return config
+
+
+def host_nameservers(paths=("/etc/resolv.conf", "/run/systemd/resolve/resolv.conf")) -> list[str]:
+    """The host's name servers that a VM can reach (a loopback stub is the host's own)."""
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        servers = [
+            m
+            for m in re.findall(r"^\s*nameserver\s+(\S+)", text, re.MULTILINE)
+            if not ipaddress.ip_address(m.split("%")[0]).is_loopback
+        ]
+        if servers:
+            return servers
+    return []
+
+
+# --- the base image ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseImage:
+    key: str
+    disk: Path
+    kernel: Path
+    initrd: Path
+
+
+def image_key() -> str:
+    inputs = {
+        "suite": image.SUITE,
+        "mirror": image.MIRROR,
+        "packages": PACKAGES,
+        "disk_size": DISK_SIZE,
+        "recipe": RECIPE_VERSION,
+        "node_recipe": image.RECIPE_VERSION,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _cached(key: str) -> BaseImage:
+    where = CACHE_DIR / key
+    return BaseImage(key, where / "disk.img", where / "vmlinuz", where / "initrd.img")
+
+
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
+SSHD_CONFIG = f"""\
+# saltyard (saltyard/localcluster/vm.py): root by key only.
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+# One host key type: an RSA key takes seconds to make without KVM.
+HostKey {HOST_KEY}
+"""
+KEYGEN = f'/usr/bin/ssh-keygen -q -t ed25519 -N "" -f {HOST_KEY}'
+# The host key is made at first boot, so that VMs from one image do not share it. Debian's unit
+# checks the configuration first, which fails without a key: the reset puts the key first.
+SSH_KEYGEN_DROPIN = f"""\
+[Service]
+ExecStartPre=
+ExecStartPre=/bin/sh -c 'test -e {HOST_KEY} || {KEYGEN}'
+ExecStartPre=/usr/sbin/sshd -t
+"""
+
+
+def _finish_vm_rootfs(root: Path) -> None:
+    image._finish_rootfs(root)
+    (root / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+    (root / "etc/ssh/sshd_config.d").mkdir(exist_ok=True)
+    (root / "etc/ssh/sshd_config.d/saltyard.conf").write_text(SSHD_CONFIG)
+    dropin = root / "etc/systemd/system/ssh.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "saltyard-host-keys.conf").write_text(SSH_KEYGEN_DROPIN)
+    (root / "root/.ssh").mkdir(mode=0o700, exist_ok=True)
+    # Written per VM; the build machine's resolver means nothing inside.
+    resolv = root / "etc/resolv.conf"
+    if resolv.exists() or resolv.is_symlink():
+        resolv.unlink()
+    resolv.write_text("")
+    systemctl = ["systemctl", f"--root={root}"]
+    subprocess.run(
+        [*systemctl, "enable", "systemd-networkd.service", "ssh.service"],
+        check=True,
+        capture_output=True,
+    )
+    # It looks for LVM snapshots, which a VM has none of, and costs seconds of a slow boot.
+    subprocess.run([*systemctl, "disable", "e2scrub_reap.service"], check=True, capture_output=True)
+
+
+def build(force: bool = False) -> BaseImage:
+    """Build the VM base image (disk, kernel, initrd) unless it is cached; return it."""
+    key = image_key()
+    cached = _cached(key)
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    # A cluster bring-up and the VM tests may build at once: one builds, the other waits.
+    with open(CACHE_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not force and cached.disk.exists():
+            step(f"VM image {key} is cached ({CACHE_DIR / key})")
+        else:
+            _build(key)
+            _prune(key)
+        (CACHE_DIR / key / "used").touch()
+        return cached
+
+
+def _build(key: str) -> None:
+    """Build into a scratch directory, then rename: a cached image is always a whole one."""
+    for program, package in (("debootstrap", "debootstrap"), ("mkfs.ext4", "e2fsprogs")):
+        _need(program, package)
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=CACHE_DIR))
+    try:
+        root = work / "rootfs"
+        step(f"debootstrap {image.SUITE} with a kernel for the VMs (two or three minutes)")
+        subprocess.run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                image.SUITE,
+                str(root),
+                image.MIRROR,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        _finish_vm_rootfs(root)
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        initrds = sorted((root / "boot").glob("initrd.img-*"))
+        if not kernels or not initrds:
+            raise VmError(f"the VM rootfs has no kernel or initrd in {root / 'boot'}")
+        shutil.copy(kernels[-1], work / "vmlinuz")
+        shutil.copy(initrds[-1], work / "initrd.img")
+        step(f"writing the VM disk image ({DISK_SIZE}, sparse) with mkfs.ext4 -d")
+        subprocess.run(
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-L",
+                "saltyard-vm",
+                "-d",
+                root,
+                work / "disk.img",
+                DISK_SIZE,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        shutil.rmtree(root)
+        (work / "inputs.json").write_text(
+            json.dumps({"packages": PACKAGES, "kernel": kernels[-1].name}, indent=2) + "\n"
+        )
+        if (CACHE_DIR / key).exists():
+            shutil.rmtree(CACHE_DIR / key)
+        work.rename(CACHE_DIR / key)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    step(f"VM image {key} built in {time.monotonic() - started:.0f} s")
+
+
+def _prune(key: str) -> None:
+    """Remove scratch directories of interrupted builds and images nobody used for a while
+    (a VM runs from its own copy). Called with the cache lock held."""
+    cutoff = time.time() - KEEP_UNUSED_DAYS * 86400
+    for old in CACHE_DIR.iterdir():
+        if not old.is_dir() or old.name == key:
+            continue
+        stamp = old / "used"
+        last_used = (stamp if stamp.exists() else old).stat().st_mtime
+        if old.name.startswith("build-") or last_used < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# --- a VM's own configuration ------------------------------------------------------------------
+
+
+def guest_files(
+    node: Node, inventory: Inventory, gateway: str, mac: str, public_key: str, nameservers
+) -> dict[str, tuple[str, int]]:
+    """What makes a copy of the base disk into this node: {path: (content, mode)}."""
+    prefix = ipaddress.ip_network(inventory.network["subnet"]).prefixlen
+    hosts = [
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        "# The cluster's nodes (salt/inventory.yaml), as the containers get them.",
+        *(f"{n.address}\t{n.name}" for n in inventory.nodes),
+    ]
+    network = (
+        "# saltyard (saltyard/localcluster/vm.py): the node's inventory address.\n"
+        "[Match]\n"
+        f"MACAddress={mac}\n\n"
+        "[Network]\n"
+        f"Address={node.address}/{prefix}\n"
+        f"Gateway={gateway}\n"
+        "LinkLocalAddressing=no\n"
+        "IPv6AcceptRA=no\n"
+    )
+    return {
+        "/etc/hostname": (f"{node.name}\n", 0o644),
+        "/etc/hosts": ("\n".join(hosts) + "\n", 0o644),
+        "/etc/systemd/network/10-saltyard.network": (network, 0o644),
+        "/etc/resolv.conf": ("".join(f"nameserver {s}\n" for s in nameservers), 0o644),
+        "/root/.ssh/authorized_keys": (public_key.strip() + "\n", 0o600),
+    }
+
+
+def write_guest_files(disk: Path, files: dict[str, tuple[str, int]]) -> None:
+    """Write files into an ext4 image that no VM runs from, and read them back."""
+    with tempfile.TemporaryDirectory(prefix="saltyard-vmfiles-") as tmp:
+        script = []
+        for index, (path, (content, mode)) in enumerate(sorted(files.items())):
+            staged = Path(tmp) / str(index)
+            staged.write_text(content)
+            # debugfs gives the new inode the staged file's mode and owner.
+            staged.chmod(mode)
+            script += [f"rm {path}", f"write {staged} {path}"]
+        (Path(tmp) / "script").write_text("\n".join(script) + "\n")
+        subprocess.run(
+            ["debugfs", "-w", "-f", str(Path(tmp) / "script"), str(disk)],
+            check=True,
+            capture_output=True,
+        )
+    # debugfs reports failures on stderr but exits 0; reading back is the real check.
+    for path, (content, _mode) in files.items():
+        got = subprocess.run(
+            ["debugfs", "-R", f"cat {path}", str(disk)], capture_output=True, text=True, check=False
+        ).stdout
+        if got != content:
+            raise VmError(f"could not write {path} into {disk} with debugfs")
+
+
+# --- running VMs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VmStatus:
+    name: str
+    running: bool
+    pid: int | None
+    address: str | None
+    tap: str | None
+    disk: Path
+    log: Path
+
+
+def _read_meta(files: VmFiles) -> dict:
+    try:
+        return json.loads(files.meta.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _pid(files: VmFiles) -> int | None:
+    """The QEMU process of this VM, if it runs (a reused pid or a zombie is not it)."""
+    try:
+        pid = int(files.pidfile.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    if (
+        cmdline
+        and Path(os.fsdecode(cmdline[0])).name == QEMU
+        and any(str(files.disk).encode() in arg for arg in cmdline)
+    ):
+        return pid
+    return None
+
+
+def status(name: str, state_dir: Path = STATE_DIR) -> VmStatus:
+    files = VmFiles.of(name, state_dir)
+    meta = _read_meta(files)
+    pid = _pid(files)
+    return VmStatus(
+        name, pid is not None, pid, meta.get("address"), meta.get("tap"), files.disk, files.log
+    )
+
+
+def recorded(state_dir: Path = STATE_DIR) -> list[str]:
+    """The VMs this state dir has started (running or not)."""
+    return sorted(p.stem for p in (Path(state_dir) / "vm").glob("*.json"))
+
+
+def _link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise VmError(f"ip {' '.join(args)} failed: {proc.stderr.strip()}")
+
+
+def _make_tap(tap: str, bridge: str) -> None:
+    if _link_exists(tap):
+        # A tap with a carrier is held open by a process: another VM of the same name. (A link
+        # that is down has no readable carrier, and nobody on it.)
+        try:
+            carrier = Path(f"/sys/class/net/{tap}/carrier").read_text().strip()
+        except OSError:
+            carrier = "0"
+        if carrier == "1":
+            raise VmError(f"tap device {tap} is in use by another process (a VM of that name?)")
+        _ip("link", "del", tap)
+    if not _link_exists(bridge):
+        raise VmError(f"the Docker network's bridge {bridge} does not exist on this host")
+    _ip("tuntap", "add", "dev", tap, "mode", "tap")
+    _ip("link", "set", tap, "master", bridge)
+    _ip("link", "set", tap, "up")
+
+
+def _remove_tap(tap: str | None) -> None:
+    if tap and _link_exists(tap):
+        _ip("link", "del", tap)
+
+
+def qemu_command(
+    name: str, base: BaseImage, files: VmFiles, tap: str, mac: str, memory_mb: int = MEMORY_MB
+) -> list[str]:
+    return [
+        QEMU,
+        "-name",
+        f"saltyard-{name}",
+        "-accel",
+        "tcg",
+        "-m",
+        str(memory_mb),
+        "-smp",
+        str(CPUS),
+        "-nodefaults",
+        "-display",
+        "none",
+        "-kernel",
+        str(base.kernel),
+        "-initrd",
+        str(base.initrd),
+        "-append",
+        "root=/dev/vda rw console=ttyS0",
+        "-drive",
+        f"file={files.disk},format=raw,if=virtio",
+        "-netdev",
+        f"tap,id=n0,ifname={tap},script=no,downscript=no",
+        "-device",
+        f"virtio-net-pci,netdev=n0,mac={mac}",
+        # Entropy for the guest's first-boot host keys, which would otherwise wait for it.
+        "-device",
+        "virtio-rng-pci",
+        "-serial",
+        f"file:{files.log}",
+        "-qmp",
+        f"unix:{files.qmp},server=on,wait=off",
+        "-pidfile",
+        str(files.pidfile),
+        "-daemonize",
+    ]
+
+
+def start(
+    node: Node, inventory: Inventory, state_dir: Path = STATE_DIR, memory_mb: int = MEMORY_MB
+) -> VmStatus:
+    """Boot node's VM on the inventory's Docker network; a running VM is left alone."""
+    files = VmFiles.of(node.name, state_dir)
+    current = status(node.name, state_dir)
+    if current.running:
+        step(f"VM {node.name} is running (pid {current.pid})")
+        return current
+    check_host()
+    attrs = network_attrs(inventory.network["name"])
+    bridge = bridge_name(attrs)
+    config = check_address(node.name, node.address, attrs)
+    gateway = config.get("Gateway") or inventory.network.get("gateway")
+    if not gateway:
+        raise VmError(f"Docker network {attrs.get('Name')!r} has no gateway for VM {node.name!r}")
+    base = build()
+    key = ensure_ssh_key(state_dir)
+    tap = tap_name(inventory.name, node.name)
+    mac = mac_address(inventory.name, node.name)
+    files.disk.parent.mkdir(parents=True, exist_ok=True)
+
+    meta = _read_meta(files)
+    if not files.disk.exists() or meta.get("image") != base.key:
+        step(f"VM {node.name}: disk {files.disk} from image {base.key}")
+        subprocess.run(["cp", "--sparse=always", str(base.disk), str(files.disk)], check=True)
+    nameservers = host_nameservers()
+    if not nameservers:
+        step(f"VM {node.name}: the host has no name server a VM can reach; no DNS inside")
+    write_guest_files(
+        files.disk,
+        guest_files(
+            node, inventory, gateway, mac, key.with_suffix(".pub").read_text(), nameservers
+        ),
+    )
+    # Recorded before the tap exists, so that stop() and `down` find what to remove.
+    files.meta.write_text(
+        json.dumps(
+            {
+                "name": node.name,
+                "cluster": inventory.name,
+                "network": attrs.get("Name"),
+                "address": node.address,
+                "tap": tap,
+                "bridge": bridge,
+                "mac": mac,
+                "image": base.key,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    _make_tap(tap, bridge)
+    files.pidfile.unlink(missing_ok=True)
+    step(
+        f"booting VM {node.name} ({node.address}, {memory_mb} MB, QEMU without KVM; "
+        f"console log {files.log})"
+    )
+    proc = subprocess.run(
+        qemu_command(node.name, base, files, tap, mac, memory_mb),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        _remove_tap(tap)
+        raise VmError(f"QEMU could not start VM {node.name}: {proc.stderr.strip()}")
+    return status(node.name, state_dir)
+
+
+def _log_tail(files: VmFiles, lines: int = 15) -> str:
+    try:
+        text = files.log.read_text(errors="replace")
+    except OSError:
+        return "(no console log)"
+    return "\n".join(text.replace("\r", "").splitlines()[-lines:])
+
+
+def ssh(
+    name: str,
+    cmd: list[str],
+    state_dir: Path = STATE_DIR,
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess:
+    """Run cmd in the VM as root; stdout and stderr together, as `docker exec` gives them."""
+    address = _read_meta(VmFiles.of(name, state_dir)).get("address")
+    if not address:
+        raise VmError(f"VM {name!r} was never started from {state_dir}")
+    return subprocess.run(
+        ssh_command(address, ssh_key_path(state_dir), cmd),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        timeout=timeout,
+        check=False,
+    )
+
+
+def wait_ssh(name: str, state_dir: Path = STATE_DIR, timeout: float = 300) -> float:
+    """Wait until the VM's sshd lets root in; return the seconds it took."""
+    files = VmFiles.of(name, state_dir)
+    started = time.monotonic()
+    deadline = started + timeout
+    step(f"waiting for VM {name} to boot and answer SSH (about half a minute without KVM)")
+    last_report = started
+    result = None
+    while time.monotonic() < deadline:
+        if not status(name, state_dir).running:
+            raise VmError(f"VM {name} stopped while booting; its console:\n{_log_tail(files)}")
+        try:
+            result = ssh(name, ["true"], state_dir, timeout=30)
+            if result.returncode == 0:
+                seconds = time.monotonic() - started
+                step(f"VM {name} answers SSH after {seconds:.0f} s")
+                return seconds
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() - last_report >= 30:
+            last_report = time.monotonic()
+            step(f"VM {name}: still booting ({last_report - started:.0f} s)")
+        time.sleep(2)
+    detail = result.stdout.strip() if result is not None else "no answer"
+    raise VmError(
+        f"VM {name} did not answer SSH within {timeout:.0f} s ({detail}); its console:\n"
+        f"{_log_tail(files)}"
+    )
+
+
+def _qmp(path: Path, command: str) -> None:
+    """Send one QMP command (QEMU's JSON monitor)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(str(path))
+        stream = sock.makefile("rw")
+        stream.readline()  # the greeting
+        for execute in ("qmp_capabilities", command):
+            stream.write(json.dumps({"execute": execute}) + "\n")
+            stream.flush()
+            while True:
+                reply = json.loads(stream.readline())
+                if "return" in reply or "error" in reply:
+                    break
+
+
+def _wait_gone(name: str, state_dir: Path, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not status(name, state_dir).running:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def stop(name: str, state_dir: Path = STATE_DIR, timeout: float = 60) -> None:
+    """Power the VM off (ACPI, so the guest shuts down cleanly), kill it if it does not go in
+    `timeout` seconds, and remove its tap device. Its disk stays."""
+    files = VmFiles.of(name, state_dir)
+    current = status(name, state_dir)
+    if current.running:
+        step(f"stopping VM {name}")
+        try:
+            _qmp(files.qmp, "system_powerdown")
+            clean = _wait_gone(name, state_dir, timeout)
+        except (OSError, ValueError):
+            clean = False
+        if not clean:
+            step(f"VM {name} did not power off in {timeout:.0f} s; killing it")
+            for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+                pid = status(name, state_dir).pid
+                if pid is None:
+                    break
+                os.kill(pid, sig)
+                if _wait_gone(name, state_dir, grace):
+                    break
+            if status(name, state_dir).running:
+                raise VmError(f"VM {name} (pid {current.pid}) would not stop")
+    _remove_tap(current.tap)
+    files.pidfile.unlink(missing_ok=True)
+    files.qmp.unlink(missing_ok=True)
+
+
+def destroy(name: str, state_dir: Path = STATE_DIR) -> None:
+    """Stop the VM and remove its disk and files (the cached base image stays)."""
+    stop(name, state_dir)
+    files = VmFiles.of(name, state_dir)
+    for path in (files.disk, files.log, files.meta):
+        path.unlink(missing_ok=True)

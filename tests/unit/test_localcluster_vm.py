@@ -1,0 +1,486 @@
+"""saltyard/localcluster/vm.py without booting anything, and how the cluster, the pyinfra
+bootstrap and the testinfra helper reach a node of kind vm."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shlex
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from saltyard import inventory
+from saltyard.localcluster import vm
+
+REPO = Path(__file__).resolve().parents[2]
+
+INVENTORY = {
+    "cluster": {
+        "name": "t",
+        "domain": "t.test",
+        "network": {
+            "name": "t-net",
+            "subnet": "10.9.0.0/24",
+            "gateway": "10.9.0.1",
+            "ip_range": "10.9.0.0/25",
+        },
+    },
+    "nodes": [
+        {"name": "boss", "address": "10.9.0.10", "roles": ["salt-master"]},
+        {"name": "lvs1", "address": "10.9.0.140", "roles": ["lvs"], "kind": "vm"},
+    ],
+}
+
+
+@pytest.fixture
+def inv_path(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(INVENTORY))
+    monkeypatch.setenv("SALTYARD_INVENTORY", str(path))
+    return path
+
+
+@pytest.fixture
+def inv(inv_path) -> inventory.Inventory:
+    return inventory.load(inv_path)
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+def test_tap_name_fits_ifnamsiz_and_is_stable():
+    long = "a-very-long-node-name-indeed"
+    assert len(vm.tap_name("saltyard-local", long)) <= 15
+    assert vm.tap_name("c", "lvs1") == vm.tap_name("c", "lvs1")
+    # Two clusters on one machine never share a tap.
+    assert vm.tap_name("c", "lvs1") != vm.tap_name("d", "lvs1")
+    assert vm.tap_name("c", "lvs1").startswith("vm-lvs1-")
+
+
+def test_mac_address_is_qemu_prefixed_and_stable():
+    mac = vm.mac_address("c", "lvs1")
+    assert mac.startswith("52:54:00:") and len(mac.split(":")) == 6
+    assert mac == vm.mac_address("c", "lvs1") != vm.mac_address("c", "lvs2")
+
+
+def test_files_live_in_the_state_dir(tmp_path):
+    files = vm.VmFiles.of("lvs1", tmp_path)
+    assert files.disk == tmp_path / "vm" / "lvs1.img"
+    assert files.log == tmp_path / "vm" / "lvs1.log"
+    assert vm.ssh_key_path(tmp_path) == tmp_path / "ssh" / "id_ed25519"
+
+
+# --- the Docker network -----------------------------------------------------------------------
+
+
+def network(ip_range="10.9.0.0/25", containers=None, driver="bridge") -> dict:
+    config = {"Subnet": "10.9.0.0/24", "Gateway": "10.9.0.1"}
+    if ip_range:
+        config["IPRange"] = ip_range
+    return {
+        "Name": "t-net",
+        "Id": "0123456789abcdef0123",
+        "Driver": driver,
+        "IPAM": {"Config": [config]},
+        "Containers": containers or {},
+        "Options": {},
+    }
+
+
+def test_check_address_accepts_the_free_half():
+    assert vm.check_address("lvs1", "10.9.0.140", network())["Gateway"] == "10.9.0.1"
+
+
+@pytest.mark.parametrize(
+    ("address", "attrs", "expected"),
+    [
+        ("10.9.0.40", network(), ["'lvs1'", "10.9.0.40", "inside", "--ip-range", "10.9.0.0/25"]),
+        ("10.9.0.140", network(ip_range=None), ["'t-net'", "no --ip-range", "10.9.0.140"]),
+        ("10.8.0.140", network(), ["10.8.0.140", "outside", "10.9.0.0/24"]),
+        (
+            "10.9.0.140",
+            network(containers={"x": {"Name": "intruder", "IPv4Address": "10.9.0.140/24"}}),
+            ["already used", "'intruder'"],
+        ),
+    ],
+)
+def test_check_address_refuses(address, attrs, expected):
+    with pytest.raises(vm.VmError) as excinfo:
+        vm.check_address("lvs1", address, attrs)
+    for part in expected:
+        assert part in str(excinfo.value), (part, str(excinfo.value))
+
+
+def test_bridge_name():
+    assert vm.bridge_name(network()) == "br-0123456789ab"
+    named = network() | {"Options": {"com.docker.network.bridge.name": "docker9"}}
+    assert vm.bridge_name(named) == "docker9"
+    with pytest.raises(vm.VmError, match="macvlan"):
+        vm.bridge_name(network(driver="macvlan"))
+
+
+def test_host_nameservers_skip_loopback(tmp_path):
+    stub = tmp_path / "stub"
+    stub.write_text("nameserver 127.0.0.53\noptions edns0\n")
+    upstream = tmp_path / "upstream"
+    upstream.write_text("# resolved\nnameserver 10.0.0.2\nnameserver ::1\nnameserver 10.0.0.3\n")
+    assert vm.host_nameservers((str(stub), str(upstream))) == ["10.0.0.2", "10.0.0.3"]
+    assert vm.host_nameservers((str(stub),)) == []
+
+
+# --- a VM's configuration and command lines ---------------------------------------------------
+
+
+def test_guest_files(inv):
+    files = vm.guest_files(
+        inv.node("lvs1"), inv, "10.9.0.1", "52:54:00:aa:bb:cc", "ssh-ed25519 AAAA k\n", ["10.0.0.2"]
+    )
+    assert files["/etc/hostname"] == ("lvs1\n", 0o644)
+    network_file, _ = files["/etc/systemd/network/10-saltyard.network"]
+    assert "MACAddress=52:54:00:aa:bb:cc" in network_file
+    assert "Address=10.9.0.140/24" in network_file
+    assert "Gateway=10.9.0.1" in network_file
+    hosts, _ = files["/etc/hosts"]
+    assert "10.9.0.10\tboss" in hosts and "10.9.0.140\tlvs1" in hosts
+    assert files["/root/.ssh/authorized_keys"] == ("ssh-ed25519 AAAA k\n", 0o600)
+    assert files["/etc/resolv.conf"][0] == "nameserver 10.0.0.2\n"
+
+
+@pytest.mark.skipif(
+    not (shutil.which("mkfs.ext4") and shutil.which("debugfs")), reason="e2fsprogs missing"
+)
+def test_write_guest_files_into_an_ext4_image(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("base\n")
+    (root / "root/.ssh").mkdir(parents=True)
+    disk = tmp_path / "disk.img"
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-d", root, disk, "8M"], check=True, capture_output=True
+    )
+    files = {
+        "/etc/hostname": ("lvs1\n", 0o644),
+        "/root/.ssh/authorized_keys": ("ssh-ed25519 AAAA k\n", 0o600),
+    }
+    vm.write_guest_files(disk, files)
+    vm.write_guest_files(disk, files)  # a restart writes them again over the old ones
+    stat = subprocess.run(
+        ["debugfs", "-R", "stat /root/.ssh/authorized_keys", disk],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Mode:  0600" in stat and "User:     0" in stat
+    check = subprocess.run(["e2fsck", "-fn", disk], capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stdout
+
+
+@pytest.mark.skipif(not shutil.which("debugfs"), reason="e2fsprogs missing")
+def test_write_guest_files_notices_a_failed_write(tmp_path):
+    disk = tmp_path / "disk.img"
+    subprocess.run(["mkfs.ext4", "-q", "-F", disk, "8M"], check=True, capture_output=True)
+    with pytest.raises(vm.VmError, match="/no/such/dir/file"):
+        vm.write_guest_files(disk, {"/no/such/dir/file": ("x\n", 0o644)})
+
+
+def test_qemu_command(tmp_path):
+    base = vm.BaseImage("k", tmp_path / "disk.img", tmp_path / "vmlinuz", tmp_path / "initrd.img")
+    files = vm.VmFiles.of("lvs1", tmp_path)
+    cmd = vm.qemu_command("lvs1", base, files, "vm-lvs1-abcd", "52:54:00:aa:bb:cc", 512)
+    text = shlex.join(cmd)
+    assert cmd[0] == "qemu-system-x86_64"
+    assert "-accel tcg" in text and "kvm" not in text
+    assert "-m 512 -smp 1" in text
+    assert f"file={files.disk},format=raw,if=virtio" in text
+    assert "tap,id=n0,ifname=vm-lvs1-abcd,script=no,downscript=no" in text
+    assert "mac=52:54:00:aa:bb:cc" in text
+    assert "root=/dev/vda" in cmd[cmd.index("-append") + 1]
+    assert f"file:{files.log}" in text and str(files.pidfile) in text
+    assert cmd[-1] == "-daemonize"
+
+
+def test_ssh_command_keeps_the_words(tmp_path):
+    cmd = vm.ssh_command("10.9.0.140", tmp_path / "key", ["sh", "-c", "echo 'a b'; exit 3"])
+    assert cmd[:3] == ["ssh", "-i", str(tmp_path / "key")]
+    assert "StrictHostKeyChecking=no" in cmd and "UserKnownHostsFile=/dev/null" in cmd
+    assert cmd[-2] == "root@10.9.0.140"
+    assert shlex.split(cmd[-1]) == ["sh", "-c", "echo 'a b'; exit 3"]
+
+
+def test_image_key_follows_the_inputs(monkeypatch):
+    before = vm.image_key()
+    monkeypatch.setattr(vm, "PACKAGES", vm.PACKAGES + ("keepalived",))
+    assert vm.image_key() != before
+
+
+def test_build_uses_the_cache_and_prunes_only_stale_images(tmp_path, monkeypatch):
+    monkeypatch.setattr(vm, "CACHE_DIR", tmp_path)
+    key = vm.image_key()
+    (tmp_path / key).mkdir()
+    (tmp_path / key / "disk.img").write_text("")
+    monkeypatch.setattr(vm, "_build", lambda key: pytest.fail("a cached image was rebuilt"))
+    assert vm.build().disk == tmp_path / key / "disk.img"
+    assert (tmp_path / key / "used").exists()
+
+    old = time.time() - (vm.KEEP_UNUSED_DAYS + 1) * 86400
+    for name in ("stale", "recent", "build-x-interrupted"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "used").touch()
+    os.utime(tmp_path / "stale" / "used", (old, old))
+    vm._prune(key)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted([key, "recent"])
+
+
+@pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="openssh-client missing")
+def test_ssh_key_is_private(tmp_path):
+    key = vm.ensure_ssh_key(tmp_path)
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert key.parent.stat().st_mode & 0o777 == 0o700
+    assert key.with_suffix(".pub").read_text().startswith("ssh-ed25519 ")
+    assert vm.ensure_ssh_key(tmp_path).read_bytes() == key.read_bytes()  # made once
+
+
+def test_check_host_names_a_missing_qemu(monkeypatch):
+    real = shutil.which
+    monkeypatch.setattr(
+        vm.shutil, "which", lambda p: None if p == "qemu-system-x86_64" else real(p)
+    )
+    with pytest.raises(vm.VmError, match="qemu-system-x86_64 not found.*qemu-system-x86"):
+        vm.check_host()
+
+
+def test_status_of_a_vm_never_started(tmp_path):
+    st = vm.status("lvs1", tmp_path)
+    assert not st.running and st.pid is None and st.tap is None
+    assert vm.recorded(tmp_path) == []
+
+
+def test_status_ignores_a_stale_pidfile(tmp_path):
+    files = vm.VmFiles.of("lvs1", tmp_path)
+    files.pidfile.parent.mkdir(parents=True)
+    files.pidfile.write_text("1\n")  # alive, but not this VM's QEMU
+    files.meta.write_text('{"address": "10.9.0.140", "tap": "vm-lvs1-abcd"}')
+    st = vm.status("lvs1", tmp_path)
+    assert not st.running and st.address == "10.9.0.140"
+    assert vm.recorded(tmp_path) == ["lvs1"]
+
+
+# --- bootstrap: the pyinfra inventory ---------------------------------------------------------
+
+
+def pyinfra_hosts(monkeypatch, state_dir: Path, connect: str) -> dict:
+    monkeypatch.setenv("SALTYARD_CONNECT", connect)
+    monkeypatch.setenv("SALTYARD_STATE_DIR", str(state_dir))
+    monkeypatch.setenv("SALTYARD_PROFILE", "full")
+    module = runpy.run_path(str(REPO / "saltyard/bootstrap/pyinfra_inventory.py"))
+    return dict(module["nodes"])
+
+
+def test_pyinfra_inventory_reaches_vms_over_ssh(inv_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("SALTYARD_SSH_USER", "admin")  # for real hosts only
+    hosts = pyinfra_hosts(monkeypatch, tmp_path, "docker")
+    assert set(hosts) == {"@docker/saltyard-boss", "10.9.0.140"}
+    data = hosts["10.9.0.140"]
+    assert data["ssh_user"] == "root"
+    assert data["ssh_key"] == str(tmp_path / "ssh" / "id_ed25519")
+    assert data["ssh_strict_host_key_checking"] == "off"
+    assert data["ssh_known_hosts_file"] == "/dev/null"
+    # Same deploy data as a container: it joins the same master with its pre-seeded key.
+    assert data["saltyard_minion_id"] == "lvs1"
+    assert data["saltyard_master_address"] == "10.9.0.10"
+    assert not data["saltyard_is_master"]
+    assert "ssh_user" not in hosts["@docker/saltyard-boss"]
+
+
+def test_pyinfra_inventory_for_real_hosts_ignores_kind(inv_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("SALTYARD_SSH_USER", "admin")
+    hosts = pyinfra_hosts(monkeypatch, tmp_path, "ssh")
+    assert set(hosts) == {"10.9.0.10", "10.9.0.140"}
+    assert {h["ssh_user"] for h in hosts.values()} == {"admin"}
+    assert all("ssh_key" not in h for h in hosts.values())
+
+
+# --- the cluster ------------------------------------------------------------------------------
+
+
+class FakeContainer:
+    def __init__(self, calls):
+        self.calls = calls
+
+    def exec_run(self, cmd, demux=False):
+        self.calls.append(("docker", cmd))
+        return 0, b"from the container\n"
+
+
+class FakeEngine:
+    def __init__(self):
+        self.calls = []
+        outer = self
+
+        class Containers:
+            def get(self, name):
+                outer.calls.append(("get", name))
+                return FakeContainer(outer.calls)
+
+            def list(self, **kwargs):
+                return []
+
+        class Listing:
+            def list(self, **kwargs):
+                return []
+
+        class Network:
+            def __init__(self, name):
+                self.name = name
+
+            def remove(self):
+                outer.calls.append(("remove network", self.name))
+
+        class Networks:
+            def list(self, names=()):
+                # Docker's name filter matches substrings.
+                return [Network(n) for n in ("t-net", "t-net-vmtest") if names[0] in n]
+
+        self.containers = Containers()
+        self.volumes = Listing()
+        self.networks = Networks()
+
+
+@pytest.fixture
+def cluster(inv_path, monkeypatch):
+    from saltyard.localcluster import cluster as cluster_mod
+
+    engine = FakeEngine()
+    monkeypatch.setattr(cluster_mod.engine_mod, "client", lambda: engine)
+    return cluster_mod.Cluster(inventory_path=str(inv_path))
+
+
+def test_exec_picks_ssh_for_a_vm(cluster, monkeypatch):
+    from saltyard.localcluster import cluster as cluster_mod
+
+    seen = []
+
+    def fake_ssh(name, cmd, state_dir):
+        seen.append((name, cmd, state_dir))
+        return subprocess.CompletedProcess([], 0, "from the vm\n")
+
+    monkeypatch.setattr(cluster_mod.vm, "ssh", fake_ssh)
+    assert cluster.exec("lvs1", ["hostname"]) == (0, "from the vm\n")
+    assert seen == [("lvs1", ["hostname"], cluster_mod.STATE_DIR)]
+    assert cluster.exec("boss", ["hostname"]) == (0, "from the container\n")
+    assert cluster.engine.calls == [("get", "saltyard-boss"), ("docker", ["hostname"])]
+
+
+def test_exec_on_a_vm_raises_with_the_output(cluster, monkeypatch):
+    from saltyard.localcluster import cluster as cluster_mod
+
+    monkeypatch.setattr(
+        cluster_mod.vm, "ssh", lambda *a: subprocess.CompletedProcess([], 3, "no such unit\n")
+    )
+    with pytest.raises(RuntimeError, match="lvs1: systemctl status x exited 3:\nno such unit"):
+        cluster.exec("lvs1", ["systemctl", "status", "x"])
+
+
+def test_up_boots_vms_between_network_and_bootstrap(cluster, monkeypatch):
+    from saltyard.localcluster import cluster as cluster_mod
+
+    order = []
+    monkeypatch.setattr(cluster_mod.image, "build", lambda: order.append("image") or "img")
+    monkeypatch.setattr(
+        cluster_mod.engine_mod, "ensure_network", lambda *a: order.append("network")
+    )
+    monkeypatch.setattr(
+        cluster_mod.vm, "start", lambda node, inv, state: order.append(f"start {node.name}")
+    )
+    monkeypatch.setattr(
+        cluster_mod.vm, "wait_ssh", lambda name, state: order.append(f"wait {name}")
+    )
+    monkeypatch.setattr(cluster, "_wait_systemd", lambda node: order.append(f"systemd {node}"))
+
+    def fake_run(command, **kwargs):
+        order.append(" ".join(command))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(cluster_mod.subprocess, "run", fake_run)
+    monkeypatch.setattr(cluster, "bootstrap", lambda: order.append("bootstrap"))
+    monkeypatch.setattr(cluster, "wait_minions", lambda: order.append("minions"))
+    monkeypatch.setattr(cluster, "sync", lambda: order.append("sync"))
+    assert cluster.up(highstate=False) is None
+    assert order == [
+        "image",
+        "network",
+        "start lvs1",
+        # Vagrant makes the containers only, while the VM boots.
+        "vagrant up --provider=docker --parallel boss",
+        "systemd boss",
+        "wait lvs1",
+        "systemd lvs1",
+        "bootstrap",
+        "minions",
+        "sync",
+    ]
+
+
+def test_down_removes_every_recorded_vm_first(cluster, monkeypatch, tmp_path):
+    from saltyard.localcluster import cluster as cluster_mod
+
+    order = []
+    monkeypatch.setattr(cluster_mod, "STATE_DIR", tmp_path)
+    for name in ("lvs1", "old-vm"):  # also one the inventory no longer has
+        files = vm.VmFiles.of(name, tmp_path)
+        files.meta.parent.mkdir(parents=True, exist_ok=True)
+        files.meta.write_text("{}")
+    monkeypatch.setattr(
+        cluster_mod.vm, "destroy", lambda name, state: order.append(f"destroy {name} {state}")
+    )
+    monkeypatch.setattr(
+        cluster_mod.subprocess,
+        "run",
+        lambda command, **kw: order.append(" ".join(command)) or subprocess.CompletedProcess([], 0),
+    )
+    cluster.down()
+    assert order == [
+        f"destroy lvs1 {tmp_path}",
+        f"destroy old-vm {tmp_path}",
+        "vagrant destroy -f",
+    ]
+    # Only the cluster's own network goes, not one whose name merely contains it.
+    assert cluster.engine.calls == [("remove network", "t-net")]
+
+
+def test_ensure_network_ignores_a_network_whose_name_contains_it(inv):
+    from saltyard.localcluster import engine as engine_mod
+
+    created = []
+
+    class Networks:
+        def list(self, names=()):
+            other = type("N", (), {"name": "t-net-vmtest", "attrs": {}})()
+            return [other]
+
+        def create(self, name, **kwargs):
+            created.append(name)
+
+    engine_mod.ensure_network(type("E", (), {"networks": Networks()})(), inv)
+    assert created == ["t-net"]
+
+
+# --- testinfra --------------------------------------------------------------------------------
+
+
+def test_testinfra_host_for_a_vm_uses_ssh(inv_path):
+    from tests.convergence.helpers import host
+
+    backend = host("lvs1").backend
+    assert backend.NAME == "ssh"
+    assert backend.host.name == "10.9.0.140" and backend.host.user == "root"
+    assert backend.ssh_identity_file == str(vm.ssh_key_path(vm.STATE_DIR))
+    assert "StrictHostKeyChecking=no" in backend.ssh_extra_args
+    command, args = backend._build_ssh_command("true")
+    assert "UserKnownHostsFile=/dev/null" in " ".join(command)
+    assert host("boss").backend.NAME == "docker"

@@ -1,0 +1,252 @@
+"""The lvs execution module's parsing and checks, and the lvs_service state's plan, on ipvsadm
+output captured from the VM (Debian 12's kernel and ipvsadm 1.31; tests/unit/data/ipvsadm_*).
+
+The same module and state run against the real ipvsadm in tests/vm/test_vm.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from salt.exceptions import SaltInvocationError
+
+
+def must_not_run(cmd, **_):
+    raise AssertionError(f"ipvsadm ran although the input was bad: {cmd}")
+
+
+@pytest.fixture
+def lvs(load):
+    return load("_modules", "lvs", salt={"cmd.run_all": must_not_run})
+
+
+@pytest.fixture
+def table(lvs, data):
+    return lvs.parse_save(data("ipvsadm_save_mixed.txt"))
+
+
+def test_parse_save_of_every_kind_of_service(table):
+    by_key = {(s["protocol"], s["address"], s["port"], s["fwmark"]): s for s in table}
+    registry = by_key[("tcp", "172.31.97.200", 5000, None)]
+    assert registry["scheduler"] == "wlc" and registry["persistent"] is None
+    assert registry["servers"] == [
+        {"address": "172.31.97.31", "port": 5000, "forwarding": "dr", "weight": 1},
+        # ipvsadm was asked for port 5001 with -g: direct routing keeps the service's port.
+        {"address": "172.31.97.32", "port": 5000, "forwarding": "dr", "weight": 0},
+        {"address": "172.31.97.33", "port": 5000, "forwarding": "dr", "weight": 70000},
+    ]
+    tunnel = by_key[("tcp", "172.31.97.202", 80, None)]
+    assert tunnel["scheduler"] == "sh" and tunnel["persistent"] == 360
+    assert tunnel["servers"] == [
+        {"address": "172.31.97.51", "port": 80, "forwarding": "tunnel", "weight": 65535}
+    ]
+    assert by_key[("tcp", "172.31.97.203", 8080, None)]["servers"] == []
+    dns = by_key[("udp", "172.31.97.201", 53, None)]
+    assert dns["persistent"] == 60
+    assert dns["servers"] == [
+        {"address": "172.31.97.41", "port": 5353, "forwarding": "nat", "weight": 3}
+    ]
+    v6 = by_key[("tcp", "fd00::200", 443, None)]
+    assert v6["scheduler"] == "wrr"
+    assert v6["servers"] == [{"address": "fd00::31", "port": 443, "forwarding": "dr", "weight": 2}]
+    mark = by_key[("fwmark", None, None, 7)]
+    assert mark["scheduler"] == "lc" and mark["servers"][0]["address"] == "172.31.97.61"
+    assert len(table) == 6
+
+
+def test_parse_save_agrees_with_the_listing(table, data):
+    """`ipvsadm -Ln --exact`, captured from the same table, lists the same servers."""
+    listing = data("ipvsadm_list_exact_mixed.txt")
+    forward = {"Route": "dr", "Masq": "nat", "Tunnel": "tunnel"}
+    listed = sorted(
+        (m["addr"].strip("[]"), int(m["port"]), forward[m["fwd"]], int(m["weight"]))
+        for m in re.finditer(
+            r"->\s+(?P<addr>\[[^\]]+\]|[\d.]+):(?P<port>\d+)\s+(?P<fwd>\w+)\s+(?P<weight>\d+)",
+            listing,
+        )
+    )
+    parsed = sorted(
+        (s["address"], s["port"], s["forwarding"], s["weight"])
+        for svc in table
+        for s in svc["servers"]
+    )
+    assert parsed == listed
+
+
+def test_parse_save_of_an_empty_table(lvs):
+    assert lvs.parse_save("") == []
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-X -t 1.2.3.4:80",
+        "-a -t 1.2.3.4:80 -r 10.0.0.1:80 -g",  # a server before its service
+        "-A -s wlc",
+        "-A -t 1.2.3.4:80 -s",
+    ],
+)
+def test_parse_save_names_a_line_it_does_not_understand(lvs, line):
+    with pytest.raises(Exception, match="line 1"):
+        lvs.parse_save(line + "\n")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (("add_service", "172.30.0.999", 5000), "invalid service address '172.30.0.999'"),
+        (("add_service", "172.30.0.200", 0), "invalid service port 0"),
+        (("add_service", "172.30.0.200", "http"), "invalid service port 'http'"),
+        (("add_service", "172.30.0.200", 5000, "sctp"), "invalid protocol 'sctp'"),
+        (("add_service", "172.30.0.200", 5000, "tcp", "fastest"), "invalid scheduler 'fastest'"),
+        (("edit_service", "172.30.0.200", 70000), "invalid service port 70000"),
+        (("delete_service", "vip", 5000), "invalid service address 'vip'"),
+        (
+            ("add_server", "172.30.0.200", 5000, "registry1"),
+            "invalid real server address 'registry1'",
+        ),
+        (
+            ("add_server", "172.30.0.200", 5000, "172.30.0.31", None, "tcp", "masq"),
+            "invalid forwarding method 'masq'",
+        ),
+        (
+            ("add_server", "172.30.0.200", 5000, "172.30.0.31", None, "tcp", "dr", -1),
+            "invalid weight -1",
+        ),
+        (
+            ("edit_server", "172.30.0.200", 5000, "172.30.0.31", None, "tcp", "dr", "heavy"),
+            "invalid weight 'heavy'",
+        ),
+        (
+            ("add_server", "172.30.0.200", 5000, "172.30.0.31", 5001, "tcp", "dr"),
+            "real server 172.30.0.31: port 5001 differs from the service's 5000",
+        ),
+        (
+            ("delete_server", "172.30.0.200", 5000, "172.30.0.31", 0),
+            "invalid port of real server 172.30.0.31 0",
+        ),
+    ],
+)
+def test_bad_values_are_named_before_ipvsadm_runs(lvs, call, message):
+    name, *args = call
+    with pytest.raises(SaltInvocationError) as err:
+        getattr(lvs, name)(*args)
+    assert message in str(err.value)
+
+
+def test_checks_normalise(lvs):
+    assert lvs.check_address("[fd00::0200]") == "fd00::200"
+    assert lvs.check_port("5000") == 5000
+    assert lvs.check_protocol("TCP") == "tcp"
+    assert lvs.check_weight(0) == 0
+    assert lvs.check_server({"address": "172.30.0.41", "port": 8080, "forwarding": "nat"}, 80) == {
+        "address": "172.30.0.41",
+        "port": 8080,
+        "weight": 1,
+        "forwarding": "nat",
+    }
+    with pytest.raises(SaltInvocationError, match=r"unknown keys \['wieght'\]"):
+        lvs.check_server({"address": "172.30.0.41", "wieght": 2}, 80)
+    with pytest.raises(SaltInvocationError, match="invalid weight True"):
+        lvs.check_weight(True)
+
+
+# --- the state's plan, on the captured table ----------------------------------------------------
+
+
+@pytest.fixture
+def state(load, lvs, table):
+    """lvs_service with the real checks, reading the captured table; test mode."""
+    salt = {name: getattr(lvs, name) for name in dir(lvs) if name.startswith("check_")}
+    salt = {f"lvs.{name}": func for name, func in salt.items()}
+
+    def service(address, port, protocol="tcp"):
+        for svc in table:
+            if (svc["protocol"], svc["address"], svc["port"]) == (protocol, address, int(port)):
+                return svc
+        return None
+
+    salt["lvs.service"] = service
+    salt["lvs.services"] = lambda: table
+    return load("_states", "lvs_service", salt=salt, test=True)
+
+
+def test_test_mode_predicts_added_changed_and_removed_servers(state):
+    ret = state.present(
+        "registry-vip",
+        "172.31.97.200",
+        5000,
+        scheduler="wlc",
+        servers=[
+            {"address": "172.31.97.31"},  # as it is
+            {"address": "172.31.97.32", "weight": 1},  # weight 0 -> 1
+            {"address": "172.31.97.34"},  # new; .33 goes
+        ],
+    )
+    assert ret["result"] is None
+    assert ret["changes"] == {
+        "servers": {
+            "added": [{"address": "172.31.97.34", "port": 5000, "weight": 1, "forwarding": "dr"}],
+            "changed": [
+                {
+                    "server": "172.31.97.32:5000",
+                    "old": {"forwarding": "dr", "weight": 0},
+                    "new": {"forwarding": "dr", "weight": 1},
+                }
+            ],
+            "removed": [
+                {"address": "172.31.97.33", "port": 5000, "forwarding": "dr", "weight": 70000}
+            ],
+        }
+    }
+    assert "real servers added: 172.31.97.34:5000" in ret["comment"]
+
+
+def test_test_mode_predicts_a_new_service_and_a_scheduler_change(state):
+    new = state.present("x", "172.31.97.210", 80, servers=[{"address": "172.31.97.31"}])
+    assert new["result"] is None
+    assert new["changes"]["service"] == {"old": None, "new": {"scheduler": "wlc"}}
+    assert [s["address"] for s in new["changes"]["servers"]["added"]] == ["172.31.97.31"]
+    same = state.present(
+        "dns",
+        "172.31.97.201",
+        53,
+        protocol="udp",
+        scheduler="wrr",
+        servers=[{"address": "172.31.97.41", "port": 5353, "weight": 3, "forwarding": "nat"}],
+    )
+    assert same["changes"] == {"service": {"old": {"scheduler": "rr"}, "new": {"scheduler": "wrr"}}}
+
+
+def test_nothing_to_do_is_true_without_changes(state):
+    ret = state.present(
+        "v6",
+        "fd00::200",
+        443,
+        scheduler="wrr",
+        servers=[{"address": "fd00::31", "weight": 2}],
+    )
+    assert ret["result"] is True and ret["changes"] == {}
+
+
+def test_bad_input_fails_naming_it(state):
+    ret = state.present("x", "172.31.97.200", 5000, servers=[{"address": "172.31.97.31"}] * 2)
+    assert (
+        ret["result"] is False and "real server 172.31.97.31:5000 is listed twice" in ret["comment"]
+    )
+    ret = state.present("x", "172.31.97.200", 5000, servers=[{"address": "r1", "weight": 1}])
+    assert ret["result"] is False and "invalid real server address 'r1'" in ret["comment"]
+    ret = state.present("x", "172.31.97.200", 5000, scheduler="random")
+    assert ret["result"] is False and "invalid scheduler 'random'" in ret["comment"]
+
+
+def test_absent_in_test_mode(state):
+    ret = state.absent("old", "172.31.97.203", 8080)
+    assert ret["result"] is None and ret["changes"]["new"] is None
+    assert state.absent("gone", "172.31.97.250", 8080) == {
+        "name": "gone",
+        "changes": {},
+        "result": True,
+        "comment": "virtual service tcp 172.31.97.250:8080 is absent",
+    }
