@@ -81,8 +81,12 @@ def _port() -> int:
 
 
 def _default_url() -> str | None:
-    # The inventory's first registry node: what a node of this cluster reaches without more
-    # configuration (the registry role listens with TLS on registry:port).
+    # The registry pair's VIP on the LVS director when there is one (how the cluster's nodes
+    # push and pull), else the inventory's first registry node (the registry role listens with
+    # TLS on registry:port).
+    vip = __salt__["config.get"]("registry:vip:address", "")
+    if vip:
+        return f"https://{vip}:{_port()}"
     members = _members()
     return f"https://{members[0]['name']}:{_port()}" if members else None
 

@@ -44,9 +44,9 @@ registry:
   # and every node's address.
   vip:
     address: 172.30.0.200
-  # The Salt registry module's connection (on every node; the URL defaults to the inventory's
-  # first registry node). The password is generated on the master and served to the nodes that
-  # pull.
+  # The Salt registry module's connection (on every node; without a url: the VIP above, else
+  # the inventory's first registry node). The password is generated on the master and served
+  # to the nodes that pull.
   client:
     username: pull
     ca_file: /usr/local/share/ca-certificates/saltyard-cluster.crt

@@ -57,16 +57,22 @@ docker-tls-{{ name }}:
 {%- endfor %}
 {%- endif %}
 
-# Every engine trusts the cluster CA for the cluster's registries (by name and by address).
+# Every engine trusts the cluster CA for the cluster's registries (by name and by address) and
+# for their VIP on the LVS director, which is how agents and the build node reach them.
+{%- set registry_hosts = [] %}
 {%- for reg in salt['pillar.get']('saltyard:members:registry', []) %}
-{%- for host in [reg.name, reg.address] %}
+{%- do registry_hosts.extend([reg.name, reg.address]) %}
+{%- endfor %}
+{%- if salt['pillar.get']('registry:vip:address') %}
+{%- do registry_hosts.append(salt['pillar.get']('registry:vip:address')) %}
+{%- endif %}
+{%- for host in registry_hosts %}
 docker-registry-ca-{{ host }}:
   file.managed:
     - name: /etc/docker/certs.d/{{ host }}:{{ salt['pillar.get']('registry:port', 5000) }}/ca.crt
     - makedirs: True
     - mode: '0644'
     - contents: {{ pki.get('ca', '') | json }}
-{%- endfor %}
 {%- endfor %}
 
 # Debian's unit passes -H fd:// on the command line, and dockerd refuses `hosts` in daemon.json

@@ -31,9 +31,12 @@
     '--tls-ca', emulator.tls_dir ~ '/ca.pem',
     '--tls-cert', emulator.tls_dir ~ '/cert.pem',
     '--tls-key', emulator.tls_dir ~ '/key.pem'] %}
-{#- The cluster's registries, by name, plus any named in pillar. #}
+{#- The cluster's registries: their VIP (how agents pull), each by name, plus any in pillar. #}
 {%- set registry_port = salt['pillar.get']('registry:port', 5000) %}
 {%- set pull_from = salt['pillar.get']('saltyard:members:registry', []) | map(attribute='name') | map('regex_replace', '$', ':' ~ registry_port) | list %}
+{%- if salt['pillar.get']('registry:vip:address') %}
+{%- do pull_from.insert(0, salt['pillar.get']('registry:vip:address') ~ ':' ~ registry_port) %}
+{%- endif %}
 {%- for registry in pull_from + emulator.pull_from %}{% do command.extend(['--pull-from', registry]) %}{% endfor %}
 {%- set pull_password = salt['pillar.get']('registry:users:pull', '') %}
 {%- for agent in agents %}{% do command.extend(['--agent', agent]) %}{% endfor %}

@@ -76,15 +76,18 @@ TASK_IMAGE = "saltyard-test/web:1"
 @pytest.fixture(scope="session")
 def registry_image(cluster, converged) -> str:
     """The node image (Debian + python3), pushed by the build node into the cluster registry as
-    `registry1:5000/saltyard-test/web:1`, the way a release build pushes: through the build
-    node's engine, with the push user. Agents pull it (through the emulator) with the pull user."""
+    `<VIP>:5000/saltyard-test/web:1`, the way a release build pushes: through the build node's
+    engine and the LVS director, with the push user. Agents pull it (through the emulator)
+    with the pull user."""
     import subprocess
 
     from saltyard.localcluster import image
     from saltyard.localcluster.cluster import container_name
 
     build = next(n.name for n in cluster.nodes if n.has_role("build"))
-    registry = next(n.name for n in cluster.nodes if n.has_role("registry"))
+    # Through the registry pair's VIP on the LVS director, as a release build pushes.
+    registry = cluster.salt([build], "pillar.get", "registry:vip:address", "unmask=True")[build]
+    assert registry, "no registry:vip:address in build1's pillar"
     ref = f"{registry}:5000/{TASK_IMAGE}"
     node_image = image.build()
     subprocess.run(
