@@ -44,14 +44,6 @@ consul-user:
     - require:
       - group: consul-group
 
-consul-data-dir:
-  file.directory:
-    - name: {{ consul.data_dir }}
-    - user: consul
-    - group: consul
-    - mode: '0750'
-    - require:
-      - user: consul-user
 
 {%- set acl_tokens = {'agent': consul.acl.tokens.agent} %}
 {%- if is_server %}{% do acl_tokens.update({'master': consul.acl.master_token}) %}{% endif %}
@@ -87,7 +79,6 @@ consul-config:
           tokens: {{ acl_tokens | json }}
     - require:
       - user: consul-user
-      - file: consul-data-dir
 
 consul-package:
   pkg.installed:
@@ -99,10 +90,21 @@ consul-package:
       - file: consul-apt-pin
       - file: consul-config
 
+# After the package: its maintainer script sets its own mode on the directory.
+consul-data-dir:
+  file.directory:
+    - name: {{ consul.data_dir }}
+    - user: consul
+    - group: consul
+    - mode: '0750'
+    - require:
+      - pkg: consul-package
+
 consul:
   service.running:
     - enable: True
     - require:
       - pkg: consul-package
+      - file: consul-data-dir
     - watch:
       - file: consul-config
