@@ -32,3 +32,6 @@ base:
   'I@saltyard:roles:marathon':
     - match: compound
     - marathon
+  'I@saltyard:roles:lb':
+    - match: compound
+    - lb
