@@ -9,9 +9,10 @@ say() { printf '[host-setup] %s\n' "$*" >&2; }
 
 # docker.io: the engine; vagrant: brings the nodes up; debootstrap: builds the node image;
 # xfsprogs: the storage preflight's tests; git: pip builds from this checkout; docker-registry,
-# skopeo, apache2-utils (htpasswd): the registry client's tests and benchmark;
+# skopeo, apache2-utils (htpasswd): the registry client's tests and benchmark; nginx: the lb
+# role's tests (they run their own nginx on a loopback port, never the distro's service);
 # qemu-system-x86, e2fsprogs (mkfs.ext4 -d, debugfs), openssh-client: the QEMU VM nodes (lvs1).
-PACKAGES=(docker.io vagrant debootstrap xfsprogs git docker-registry skopeo apache2-utils
+PACKAGES=(docker.io vagrant debootstrap xfsprogs git docker-registry skopeo apache2-utils nginx
   qemu-system-x86 e2fsprogs openssh-client)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -20,7 +21,22 @@ done
 if ((${#missing[@]})); then
   say "installing Debian packages: ${missing[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # No package may start its service here (nginx would take port 80 on the host): a policy-rc.d
+  # that denies every start, only for this install and only when none is in place already.
+  policy=""
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# saltyard host-setup: no service starts during this install\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+  fi
+  rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+  [[ -z "$policy" ]] || rm -f "$policy"
+  ((rc == 0)) || exit "$rc"
+fi
+# The distro's nginx service stays off on this host: the lb tests start their own nginx.
+if [[ -x /etc/init.d/nginx ]] && command -v update-rc.d >/dev/null && ls /etc/rc2.d/S*nginx >/dev/null 2>&1; then
+  update-rc.d nginx disable >/dev/null 2>&1 || true
 fi
 
 # --- Consul (the bridge's tests run a real agent) -------------------------------------------
@@ -83,6 +99,10 @@ if ! docker info >/dev/null 2>&1; then
   done
   docker info >/dev/null 2>&1 || { say "dockerd did not come up; see /var/log/saltyard-dockerd.log"; exit 1; }
 fi
+
+# consul-template for the lb role: built once from its Go module (pinned), served to the local
+# cluster from artifacts/ (gitignored).
+scripts/build-consul-template.sh
 
 # The venv: re-created only when the dependency pins change.
 stamp=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)

@@ -35,3 +35,6 @@ base:
   'I@saltyard:roles:lvs':
     - match: compound
     - lvs
+  'I@saltyard:roles:lb':
+    - match: compound
+    - lb

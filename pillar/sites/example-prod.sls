@@ -45,3 +45,13 @@ consul:
   package_source:
     source: deb http://packages.example.internal/consul bookworm main
     pin: origin packages.example.internal
+
+lb:
+  domain: apps.example.internal
+  consul_template:
+    version: 0.41.1
+    # HashiCorp's release archive, verified by sha256 before it is unpacked. Pin the hash itself
+    # (sha256=...) once you have checked the SHA256SUMS file's signature; the URL of that file
+    # also works, but then only TLS vouches for it.
+    source: https://releases.hashicorp.com/consul-template/0.41.1/consul-template_0.41.1_linux_amd64.zip
+    source_hash: https://releases.hashicorp.com/consul-template/0.41.1/consul-template_0.41.1_SHA256SUMS

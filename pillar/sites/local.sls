@@ -57,3 +57,14 @@ consul:
   package_source:
     source: deb http://deb.debian.org/debian bullseye main
     pin: release n=bullseye
+
+# The application load balancers (lb role). The virtual hosts are <app>.<env>.saltyard.test (the
+# inventory's cluster domain). consul-template is built on the operator's machine from its Go
+# module by scripts/build-consul-template.sh (every `make` target runs it) into artifacts/
+# (gitignored), which the master serves from the checkout. No source_hash: for salt:// sources
+# Salt verifies the file against the hash the master computes itself, over the authenticated
+# master connection, and a hash written here would go stale with every rebuild.
+lb:
+  consul_template:
+    version: 0.41.1
+    source: salt://artifacts/consul-template/0.41.1/consul-template_0.41.1_linux_amd64.tar.gz

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Build consul-template (MPL-2.0; not in Debian) from its Go module at a pinned version, once,
+# into a cache, and publish it where the local cluster's salt-master serves it:
+#   /var/cache/saltyard/consul-template/v$VERSION/consul-template     (the binary; tests use it)
+#   artifacts/consul-template/$VERSION/consul-template_$VERSION_linux_amd64.tar.gz
+#                                       (served as salt://artifacts/...; gitignored)
+# Fast when already built (a version check and a compare). Prints what it does when it builds.
+# Production does not use this: its pillar names HashiCorp's release archive and its sha256.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VERSION=${CONSUL_TEMPLATE_VERSION:-0.41.1}
+CACHE=${SALTYARD_CACHE:-/var/cache/saltyard}/consul-template/v$VERSION
+BIN=$CACHE/consul-template
+ARTIFACT_DIR=artifacts/consul-template/$VERSION
+ARCHIVE=$ARTIFACT_DIR/consul-template_${VERSION}_linux_amd64.tar.gz
+
+say() { printf '[build-consul-template] %s\n' "$*" >&2; }
+
+built_ok() { [[ -x "$BIN" ]] && "$BIN" -version 2>&1 | grep -q "^consul-template v$VERSION "; }
+
+if ! built_ok; then
+  go=$(command -v go || true)
+  [[ -n "$go" ]] || go=/usr/local/go/bin/go
+  if [[ ! -x "$go" ]]; then
+    say "no Go toolchain (go in PATH or /usr/local/go/bin/go): cannot build consul-template v$VERSION"
+    exit 1
+  fi
+  say "building consul-template v$VERSION with $("$go" version | cut -d' ' -f3) (module proxy; about a minute)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  # Static (CGO off) so the binary runs on any Debian release; -trimpath for a reproducible build.
+  CGO_ENABLED=0 GOBIN="$tmp" GOFLAGS=-trimpath \
+    "$go" install "github.com/hashicorp/consul-template@v$VERSION"
+  mkdir -p "$CACHE"
+  install -m 0755 "$tmp/consul-template" "$BIN.new"
+  mv -f "$BIN.new" "$BIN"
+  built_ok || { say "the built binary does not report v$VERSION"; exit 1; }
+  say "built $BIN"
+fi
+
+# The artifact the master serves: a tar.gz with the binary at its top (the layout of a release
+# archive), made deterministically so its hash changes only when the binary does.
+if [[ ! -f "$ARCHIVE" || "$BIN" -nt "$ARCHIVE" ]]; then
+  say "packing $ARCHIVE"
+  mkdir -p "$ARTIFACT_DIR"
+  tar -C "$CACHE" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+    -cf - consul-template | gzip -n >"$ARCHIVE.new"
+  mv -f "$ARCHIVE.new" "$ARCHIVE"
+  (cd "$ARTIFACT_DIR" && sha256sum "$(basename "$ARCHIVE")" >"$(basename "$ARCHIVE").sha256")
+fi

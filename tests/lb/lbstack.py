@@ -1,0 +1,405 @@
+"""The lb role's host-level stack, for tests/lb and benchmarks/lb_*.py: real parts on loopback.
+
+Marathon-API emulator (tasks are containers on the host's Docker engine) -> the bridge ->
+Consul 1.8 (ACLs, default deny) -> the real consul-template (built by
+scripts/build-consul-template.sh) -> a real nginx started here with its own prefix on a loopback
+high port. consul-template and nginx run the files that the Salt state ``states/lb`` ships:
+the template, the consul-template configuration and nginx's http-level configuration (both
+rendered from their Jinja sources with the same ``lb`` parameters the state passes, from
+``states/lb/defaults.yaml``), and the apply script. Only nginx's top-level ``nginx.conf`` is
+the test's own, where Debian's package would ship one.
+
+Consul, the emulator and the bridge come from tests/bridge/conftest.py (loaded by path under
+another module name; its ``SESSION`` prefix is set to ``saltyard-lbtest-...`` so everything
+started here carries that name and is removed by it).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import jinja2
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LB_FILES = REPO / "states" / "lb" / "files"
+LB_DEFAULTS = REPO / "states" / "lb" / "defaults.yaml"
+LB_POLICY = REPO / "salt" / "consul" / "policies" / "lb.hcl"
+CONSUL_TEMPLATE_VERSION = "0.41.1"
+CONSUL_TEMPLATE = Path(
+    os.environ.get(
+        "SALTYARD_CONSUL_TEMPLATE",
+        f"/var/cache/saltyard/consul-template/v{CONSUL_TEMPLATE_VERSION}/consul-template",
+    )
+)
+DOMAIN = "saltyard.test"
+
+
+def load_bridge_helpers():
+    """tests/bridge/conftest.py as a module of its own (a conftest is not importable by name)."""
+    name = "saltyard_lbtest_bridge_helpers"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "bridge" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    module.SESSION = f"saltyard-lbtest-{uuid.uuid4().hex[:8]}"
+    return module
+
+
+def backend_app(app_id: str, instances: int = 1, *, env: str = "fat", **extra) -> dict:
+    """A web app whose every task answers ``GET /id`` with its Marathon task id."""
+    helpers = load_bridge_helpers()
+    app = helpers.web_app(app_id, instances, env=env, **extra)
+    app["cmd"] = (
+        'mkdir -p /tmp/www && printf %s "$MESOS_TASK_ID" > /tmp/www/id && cd /tmp/www && '
+        "exec python3 -m http.server $PORT0"
+    )
+    return app
+
+
+def lb_params(prefix: Path, consul_address: str, listen: str, **overrides) -> dict:
+    """The ``lb`` parameters the Salt state would pass to its templates: defaults.yaml with
+    this stack's paths (as pillar would override them)."""
+    lb = copy.deepcopy(yaml.safe_load(LB_DEFAULTS.read_text())["lb"])
+    lb["domain"] = DOMAIN
+    lb["listen"] = listen
+    lb["consul_template"]["consul_address"] = consul_address
+    lb["paths"].update(
+        config_dir=str(prefix / "consul-template"),
+        live=str(prefix / "nginx" / "apps.conf"),
+        staged=str(prefix / "staged" / "apps.conf.rendered"),
+        apply_script=str(LB_FILES / "saltyard-lb-apply.sh"),
+    )
+    nginx_conf = prefix / "nginx" / "nginx.conf"
+    lb["nginx_args"] = ["-p", str(prefix / "nginx"), "-c", str(nginx_conf), "-e", "stderr"]
+    for key, value in overrides.items():
+        lb[key] = value
+    return lb
+
+
+def render(template: str, lb: dict) -> str:
+    """Render a shipped Jinja file the way the state's ``template: jinja`` does (context lb)."""
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.from_string((LB_FILES / template).read_text()).render(lb=lb)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SyslogCatcher:
+    """A syslog datagram socket for the apply script's ``logger -u``; collects its lines."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lines: list[str] = []
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(path))
+        self._sock.settimeout(0.5)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.lines.append(data.decode(errors="replace"))
+
+    def matching(self, text: str) -> list[str]:
+        return [line for line in list(self.lines) if text in line]
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self._sock.close()
+
+
+class Nginx:
+    """A real nginx with its own prefix, listening on 127.0.0.1:<port> only."""
+
+    def __init__(self, prefix: Path, lb: dict):
+        self.prefix = prefix
+        self.lb = lb
+        self.port = int(lb["listen"].rpartition(":")[2])
+        self.conf = prefix / "nginx.conf"
+        self.log_file = prefix / "nginx.stderr"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def args(self) -> list[str]:
+        return list(self.lb["nginx_args"])
+
+    def start(self) -> Nginx:
+        p = self.prefix
+        for sub in ("temp", "logs"):
+            (p / sub).mkdir(parents=True, exist_ok=True)
+        # The shipped http-level file (rendered as the state renders it) and an empty set of
+        # virtual hosts, as the state lays them down before consul-template's first render.
+        (p / "saltyard-lb.conf").write_text(render("saltyard-lb.conf.jinja", self.lb))
+        live = Path(self.lb["paths"]["live"])
+        live.write_text("# Filled by consul-template (saltyard lb) from the Consul catalog.\n")
+        # What Debian's /etc/nginx/nginx.conf would be: the main and events contexts, and an
+        # http block that includes the role's file. Debian compiles absolute temp paths in, so
+        # they are set here under the prefix.
+        temp = p / "temp"
+        self.conf.write_text(
+            f"""\
+worker_processes 1;
+daemon off;
+pid {p}/nginx.pid;
+error_log {p}/logs/error.log info;
+events {{ worker_connections 512; }}
+http {{
+    access_log {p}/logs/access.log;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    include {p}/saltyard-lb.conf;
+}}
+"""
+        )
+        check = subprocess.run(
+            ["nginx", *self.args(), "-t"], capture_output=True, text=True, timeout=30
+        )
+        assert check.returncode == 0, check.stderr
+        log = open(self.log_file, "a")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            ["nginx", *self.args()], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+        log.close()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"nginx exited: {self.log_file.read_text()}")
+            try:
+                requests.get(self.url, timeout=1)
+                return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise AssertionError("nginx did not answer")
+
+    def get(self, host: str, path: str = "/", timeout: float = 5) -> requests.Response:
+        """One request with the given Host, on a fresh connection."""
+        return requests.get(
+            self.url + path, headers={"Host": host, "Connection": "close"}, timeout=timeout
+        )
+
+    def settled(self) -> bool:
+        """No reload in progress: the master has its one worker and no old worker still
+        finishing (right after a reload, an old worker can take a connection or two with the
+        previous configuration)."""
+        if not self.proc or self.proc.poll() is not None:
+            return False
+        children = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            children += int(fields[1]) == self.proc.pid
+        return children == 1
+
+    def upstream_servers(self, app: str, env: str = "fat") -> list[str]:
+        """The ``server`` lines of one upstream in the live (applied) file."""
+        return upstream_servers(Path(self.lb["paths"]["live"]).read_text(), f"{app}.{env}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()  # SIGTERM: fast shutdown of master and workers
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def upstream_servers(text: str, upstream: str) -> list[str]:
+    servers, inside = [], False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped == f"upstream {upstream} {{":
+            inside = True
+        elif inside and stripped == "}":
+            break
+        elif inside and stripped.startswith("server "):
+            servers.append(stripped.split()[1].rstrip(";"))
+    return servers
+
+
+class ConsulTemplate:
+    """The real consul-template with the shipped configuration and template."""
+
+    def __init__(self, prefix: Path, lb: dict, token: str, syslog_socket: Path):
+        self.lb = lb
+        self.token = token
+        self.syslog_socket = syslog_socket
+        self.config_dir = Path(lb["paths"]["config_dir"])
+        self.log_file = prefix / "consul-template.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ConsulTemplate:
+        if not CONSUL_TEMPLATE.exists():
+            raise FileNotFoundError(
+                f"{CONSUL_TEMPLATE} is missing: run scripts/build-consul-template.sh"
+            )
+        self.config_dir.mkdir(parents=True, exist_ok=True)
+        token = self.config_dir / "lb.token"
+        token.write_text(self.token + "\n")
+        token.chmod(0o640)
+        (self.config_dir / "nginx-apps.conf.ctmpl").write_bytes(
+            (LB_FILES / "nginx-apps.conf.ctmpl").read_bytes()
+        )
+        (self.config_dir / "lb.hcl").write_text(render("consul-template.hcl.jinja", self.lb))
+        # What the systemd unit sets (states/lb/init.sls), plus where the apply script logs.
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "SALTYARD_LB_DOMAIN": self.lb["domain"],
+            "SALTYARD_LB_LISTEN": self.lb["listen"],
+            "SALTYARD_LB_SYSLOG_SOCKET": str(self.syslog_socket),
+        }
+        log = open(self.log_file, "a")  # noqa: SIM115 - handed to the child
+        self.proc = subprocess.Popen(
+            [str(CONSUL_TEMPLATE), "-config", str(self.config_dir / "lb.hcl")],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        return self
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+class LbStack:
+    """Everything above, started in order and stopped in reverse (containers removed by their
+    cluster label). Use as a context manager."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.helpers = load_bridge_helpers()
+        self.lb_token = str(uuid.uuid4())
+        self._stops: list = []
+
+    def __enter__(self) -> LbStack:
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def start(self) -> None:
+        h = self.helpers
+        w = self.workdir
+        import docker
+
+        self.docker = docker.from_env()
+        self.docker.ping()
+        # The node image, tagged for the tasks (as tests/bridge does).
+        try:
+            self.docker.images.get(h.TASK_IMAGE)
+        except docker.errors.ImageNotFound:
+            from saltyard.localcluster import image
+
+            self.docker.images.get(image.build()).tag(h.TASK_IMAGE)
+
+        (w / "consul").mkdir(parents=True, exist_ok=True)
+        self.consul = h.ConsulAgent(w / "consul")
+        self._stops.append(self.consul.stop)
+        self.consul.start()
+        self.consul.create_token(self.lb_token, LB_POLICY.read_text(), "saltyard-lb")
+
+        (w / "emulator").mkdir(exist_ok=True)
+        self.cluster = f"{h.SESSION}-{uuid.uuid4().hex[:4]}"
+        self.emulator = h.EmulatorProcess(self.cluster, w / "emulator")
+        self._stops.append(self._remove_containers)
+        self._stops.append(self.emulator.stop)
+        self.emulator.start()
+        from saltyard.clients.marathon import MarathonClient
+
+        self.marathon = MarathonClient(self.emulator.url, timeout=(3.05, 20.0))
+
+        self.bridge = h.BridgeProcess(
+            "lb",
+            w,
+            self.emulator.url,
+            self.consul,
+            [*h.BRIDGE_TEST_ARGS, "--lock-key", "saltyard/bridge/lbtest"],
+        )
+        self._stops.append(self.bridge.stop)
+        self.bridge.start()
+        self.bridge.wait_active()
+
+        prefix = w / "lb"
+        (prefix / "nginx").mkdir(parents=True, exist_ok=True)
+        self.lb = lb_params(
+            prefix, f"127.0.0.1:{self.consul.http_port}", f"127.0.0.1:{free_port()}"
+        )
+        self.syslog = SyslogCatcher(prefix / "syslog.sock")
+        self._stops.append(self.syslog.close)
+        self.nginx = Nginx(prefix / "nginx", self.lb)
+        self._stops.append(self.nginx.stop)
+        self.nginx.start()
+        self.consul_template = ConsulTemplate(prefix, self.lb, self.lb_token, self.syslog.path)
+        self._stops.append(self.consul_template.stop)
+        self.consul_template.start()
+
+    def _remove_containers(self) -> None:
+        label = f"{self.helpers.EMULATOR_LABEL}.cluster={self.cluster}"
+        for c in self.docker.containers.list(all=True, filters={"label": label}):
+            c.remove(force=True)
+
+    def __exit__(self, *exc) -> None:
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception as err:  # keep stopping the rest
+                print(f"lbstack: stopping {stop}: {err}", file=sys.stderr)
+
+    def host(self, app: str, env: str = "fat") -> str:
+        return f"{app}.{env}.{DOMAIN}"
+
+    def logs(self) -> str:
+        parts = [
+            ("consul-template", self.consul_template.log()),
+            ("bridge", self.bridge.log()),
+            ("nginx error.log", (self.nginx.prefix / "logs" / "error.log").read_text()),
+            ("syslog", "\n".join(self.syslog.lines)),
+        ]
+        return "\n".join(f"----- {name}\n{text[-4000:]}" for name, text in parts)
