@@ -99,6 +99,12 @@ def check_protocol(protocol: Any) -> str:
     return protocol.lower()
 
 
+def _one_of(value: Any, choices, what: str) -> str:
+    if value not in choices:
+        raise SaltInvocationError(f"invalid {what} {value!r}: one of {', '.join(choices)}")
+    return value
+
+
 def check_scheduler(scheduler: Any) -> str:
     """A scheduler from ipvsadm's list; an error naming anything else.
 
@@ -108,11 +114,7 @@ def check_scheduler(scheduler: Any) -> str:
 
         salt lvs1 lvs.check_scheduler wlc
     """
-    if scheduler not in SCHEDULERS:
-        raise SaltInvocationError(
-            f"invalid scheduler {scheduler!r}: one of {', '.join(SCHEDULERS)}"
-        )
-    return scheduler
+    return _one_of(scheduler, SCHEDULERS, "scheduler")
 
 
 def check_forwarding(forwarding: Any) -> str:
@@ -124,11 +126,7 @@ def check_forwarding(forwarding: Any) -> str:
 
         salt lvs1 lvs.check_forwarding dr
     """
-    if forwarding not in FORWARDING:
-        raise SaltInvocationError(
-            f"invalid forwarding method {forwarding!r}: one of {', '.join(FORWARDING)}"
-        )
-    return forwarding
+    return _one_of(forwarding, FORWARDING, "forwarding method")
 
 
 def check_weight(weight: Any) -> int:
@@ -345,12 +343,15 @@ def _service_args(address: str, port: int, protocol: str) -> list[str]:
     return [PROTOCOLS[protocol], _endpoint(address, port)]
 
 
-def _service_options(scheduler: str, persistent: int | None) -> list[str]:
-    args = ["-s", check_scheduler(scheduler)]
+def _set_service(
+    flag: str, address: str, port: int, protocol: str, scheduler: str, persistent: int | None
+) -> bool:
+    """ipvsadm -A (add) or -E (edit) of a virtual service."""
+    args = [flag, *_service_args(address, port, protocol), "-s", check_scheduler(scheduler)]
     if persistent:
-        seconds = check_port(persistent, "persistence timeout")
-        args += ["-p", str(seconds)]
-    return args
+        args += ["-p", str(check_port(persistent, "persistence timeout"))]
+    _run(args)
+    return True
 
 
 def add_service(
@@ -368,9 +369,7 @@ def add_service(
 
         salt lvs1 lvs.add_service 172.30.0.200 5000 scheduler=rr
     """
-    args = ["-A", *_service_args(address, port, protocol), *_service_options(scheduler, persistent)]
-    _run(args)
-    return True
+    return _set_service("-A", address, port, protocol, scheduler, persistent)
 
 
 def edit_service(
@@ -388,9 +387,7 @@ def edit_service(
 
         salt lvs1 lvs.edit_service 172.30.0.200 5000 scheduler=wrr
     """
-    args = ["-E", *_service_args(address, port, protocol), *_service_options(scheduler, persistent)]
-    _run(args)
-    return True
+    return _set_service("-E", address, port, protocol, scheduler, persistent)
 
 
 def delete_service(address: str, port: int, protocol: str = "tcp") -> bool:

@@ -41,21 +41,19 @@ def main() -> int:
     registries = [n for n in cluster.nodes if n.has_role("registry")]
     registry1 = registries[0].name
 
-    def pillar(node: str, key: str, default=""):
-        return cluster.salt([node], "pillar.get", key, "unmask=True")[node] or default
-
-    vip = f"{pillar(build, 'registry:vip:address')}:{pillar(build, 'registry:port', 5000)}"
+    port = cluster.pillar(build, "registry:port") or 5000
+    vip = f"{cluster.pillar(build, 'registry:vip:address')}:{port}"
     image = args.image or f"{vip}/saltyard-test/web:1"
     host, path = image.split("/", 1)
     repository, tag = path.rsplit(":", 1)
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         ca = Path(tmp) / "ca.pem"
-        ca.write_text(pillar(build, "pki:ca"))
+        ca.write_text(cluster.pillar(build, "pki:ca"))
         client = RegistryClient(
             f"https://{host}",
             username="pull",
-            password=pillar(registry1, "registry:users:pull"),
+            password=cluster.pillar(registry1, "registry:users:pull"),
             ca_file=str(ca),
         )
         client.manifest(repository, tag)  # the image must be there before anything stops

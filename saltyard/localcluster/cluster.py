@@ -117,6 +117,11 @@ class Cluster:
                 f"salt {' '.join(args)} exited {code} and printed:\n{text}"
             ) from None
 
+    def pillar(self, node: str, key: str):
+        """One pillar value of `node`, unmasked (Salt 3008 masks pillar.get output outside
+        templates); None when the minion does not answer."""
+        return self.salt([node], "pillar.get", key, "unmask=True").get(node)
+
     def highstate(self, nodes: list[str] | None = None, *extra: str) -> dict[str, HighstateResult]:
         nodes = nodes or [n.name for n in self.nodes]
         started = time.monotonic()

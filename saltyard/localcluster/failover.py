@@ -18,14 +18,16 @@ class FailoverResult:
     pulls: int
 
 
-def pull_once(client: RegistryClient, repository: str, tag: str, ca_file: str) -> None:
-    """What a pull starts with: the manifest, then its config blob (raises on any failure).
-    Connections are not kept: each pull is routed by the director afresh, as a new client's is."""
+def pull_once(client: RegistryClient, repository: str, tag: str, ca_file: str) -> str:
+    """What a pull starts with: the manifest, then its config blob (raises on any failure);
+    returns the manifest's digest. Connections are not kept: each pull is routed by the director
+    afresh, as a new client's is."""
     client.session.close()
-    manifest = client.manifest(repository, tag).json()
-    url = f"{client.base_url}/v2/{repository}/blobs/{manifest['config']['digest']}"
+    manifest = client.manifest(repository, tag)
+    url = f"{client.base_url}/v2/{repository}/blobs/{manifest.json()['config']['digest']}"
     response = client.session.get(url, timeout=5, verify=ca_file)
     response.raise_for_status()
+    return manifest.digest
 
 
 def measure(

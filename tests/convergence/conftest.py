@@ -86,7 +86,7 @@ def registry_image(cluster, converged) -> str:
 
     build = next(n.name for n in cluster.nodes if n.has_role("build"))
     # Through the registry pair's VIP on the LVS director, as a release build pushes.
-    registry = cluster.salt([build], "pillar.get", "registry:vip:address", "unmask=True")[build]
+    registry = cluster.pillar(build, "registry:vip:address")
     assert registry, "no registry:vip:address in build1's pillar"
     ref = f"{registry}:5000/{TASK_IMAGE}"
     node_image = image.build()
@@ -96,7 +96,7 @@ def registry_image(cluster, converged) -> str:
         check=True,
         capture_output=True,
     )
-    password = cluster.salt([build], "pillar.get", "registry:users:push", "unmask=True")[build]
+    password = cluster.pillar(build, "registry:users:push")
     assert password and "*" not in password, "no push password in build1's pillar"
     subprocess.run(
         [

@@ -27,3 +27,32 @@ def vm_host(address: str, state_dir):
         ssh_identity_file=str(vm.ssh_key_path(state_dir)),
         ssh_extra_args=" ".join(vm.SSH_OPTIONS),
     )
+
+
+def docker_app(
+    app_id: str,
+    image: str,
+    instances: int,
+    *,
+    env: str = "fat",
+    cmd: str = "exec python3 -m http.server $PORT0",
+    health_check: dict | None = None,
+) -> dict:
+    """A Marathon app of one Docker container with one random host port, pinned to the agents
+    of `env` (the constraint the bridge also reads the environment from)."""
+    app = {
+        "id": app_id,
+        "cmd": cmd,
+        "cpus": 0.1,
+        "mem": 64,
+        "instances": instances,
+        "constraints": [["env", "CLUSTER", env]],
+        "container": {
+            "type": "DOCKER",
+            "docker": {"image": image, "network": "BRIDGE"},
+            "portMappings": [{"containerPort": 0, "hostPort": 0}],
+        },
+    }
+    if health_check:
+        app["healthChecks"] = [health_check]
+    return app

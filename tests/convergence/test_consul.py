@@ -8,17 +8,13 @@ import time
 
 import pytest
 
-from tests.convergence.helpers import host
+from tests.convergence.helpers import docker_app, host
 
 pytestmark = pytest.mark.cluster
 
 
 def control(cluster) -> str:
     return next(n.name for n in cluster.nodes if n.has_role("consul-server"))
-
-
-def pillar(cluster, node: str, key: str):
-    return cluster.salt([node], "pillar.get", key, "unmask=True")[node]
 
 
 def api(cluster, node: str, path: str, token: str | None = None, method: str = "GET"):
@@ -46,7 +42,7 @@ def test_every_node_runs_consul_1_8_from_the_pinned_source(cluster, converged):
 
 def test_cluster_formed_with_encrypted_gossip(cluster, converged):
     server = control(cluster)
-    master_token = pillar(cluster, server, "consul:acl:master_token")
+    master_token = cluster.pillar(server, "consul:acl:master_token")
     expected = {n.name for n in cluster.nodes}
     deadline = time.monotonic() + 180
     while True:
@@ -74,14 +70,14 @@ def test_acls_deny_by_default_and_tokens_have_their_role(cluster, converged):
     status, _ = api(cluster, lb, "/v1/kv/saltyard-test", method="PUT")
     assert status == 403
     # The lb token reads the catalog but cannot write keys.
-    lb_token = pillar(cluster, lb, "consul:acl:tokens:lb")
+    lb_token = cluster.pillar(lb, "consul:acl:tokens:lb")
     status, body = api(cluster, lb, "/v1/catalog/nodes", lb_token)
     assert status == 200 and json.loads(body), body
     status, _ = api(cluster, lb, "/v1/kv/saltyard-test", lb_token, method="PUT")
     assert status == 403
     # Only the servers hold the master token and the other roles' tokens.
-    assert pillar(cluster, lb, "consul:acl:master_token") == ""
-    assert pillar(cluster, lb, "consul:acl:tokens:discovery") == ""
+    assert cluster.pillar(lb, "consul:acl:master_token") == ""
+    assert cluster.pillar(lb, "consul:acl:tokens:discovery") == ""
     tokens = cluster.salt([server], "consul_acl.token", lb_token)[server]
     assert [p["Name"] for p in tokens["Policies"]] == ["lb"], tokens
 
@@ -91,23 +87,15 @@ def test_bridge_registers_a_healthy_fat_app(cluster, converged, registry_image):
     agent's cluster address, and removes them when the app goes."""
     marathon = next(n.name for n in cluster.nodes if n.has_role("marathon"))
     server = control(cluster)
-    master_token = pillar(cluster, server, "consul:acl:master_token")
+    master_token = cluster.pillar(server, "consul:acl:master_token")
     agent = next(n for n in cluster.nodes if n.has_role("mesos-agent") and n.env == "fat")
     app_id = "/convergence/bridge-web"
-    app = {
-        "id": app_id,
-        "cmd": "exec python3 -m http.server $PORT0",
-        "cpus": 0.1,
-        "mem": 64,
-        "instances": 2,
-        "constraints": [["env", "CLUSTER", "fat"]],
-        "container": {
-            "type": "DOCKER",
-            "docker": {"image": registry_image, "network": "BRIDGE"},
-            "portMappings": [{"containerPort": 0, "hostPort": 0}],
-        },
-        "healthChecks": [{"protocol": "HTTP", "path": "/", "portIndex": 0, "intervalSeconds": 2}],
-    }
+    app = docker_app(
+        app_id,
+        registry_image,
+        2,
+        health_check={"protocol": "HTTP", "path": "/", "portIndex": 0, "intervalSeconds": 2},
+    )
     out = cluster.salt(
         [marathon],
         "state.single",

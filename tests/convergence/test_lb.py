@@ -11,6 +11,8 @@ import time
 import pytest
 import requests
 
+from tests.convergence.helpers import docker_app
+
 pytestmark = pytest.mark.cluster
 
 APP_ID = "/convergence/lbweb"
@@ -23,32 +25,14 @@ CMD = (
 
 
 def web_app(image: str, instances: int, health: bool = True, app_id: str = APP_ID) -> dict:
-    app = {
-        "id": app_id,
-        "cmd": CMD,
-        "cpus": 0.1,
-        "mem": 64,
-        "instances": instances,
-        "constraints": [["env", "CLUSTER", "fat"]],
-        "container": {
-            "type": "DOCKER",
-            "docker": {"image": image, "network": "BRIDGE"},
-            "portMappings": [{"containerPort": 0, "hostPort": 0}],
-        },
-    }
-    if health:
-        app["healthChecks"] = [
-            {"protocol": "HTTP", "path": "/id", "portIndex": 0, "intervalSeconds": 2}
-        ]
-    return app
+    check = {"protocol": "HTTP", "path": "/id", "portIndex": 0, "intervalSeconds": 2}
+    return docker_app(app_id, image, instances, cmd=CMD, health_check=check if health else None)
 
 
 @pytest.fixture(scope="module")
 def lb(cluster, converged):
     node = next(n for n in cluster.nodes if n.has_role("lb"))
-    domain = cluster.salt([node.name], "pillar.get", "saltyard:cluster:domain", "unmask=True")[
-        node.name
-    ]
+    domain = cluster.pillar(node.name, "saltyard:cluster:domain")
     return node, domain
 
 

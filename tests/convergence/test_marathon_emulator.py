@@ -11,6 +11,8 @@ import json
 
 import pytest
 
+from tests.convergence.helpers import docker_app
+
 pytestmark = pytest.mark.cluster
 
 APP_ID = "/convergence/web-fat"
@@ -26,29 +28,19 @@ def control(cluster) -> str:
 
 
 def fat_app(image: str, instances: int = 2) -> dict:
-    return {
-        "id": APP_ID,
-        "cmd": "exec python3 -m http.server $PORT0",
-        "cpus": 0.1,
-        "mem": 64,
-        "instances": instances,
-        "constraints": [["env", "CLUSTER", "fat"]],
-        "container": {
-            "type": "DOCKER",
-            "docker": {"image": image, "network": "BRIDGE"},
-            "portMappings": [{"containerPort": 0, "hostPort": 0}],
+    return docker_app(
+        APP_ID,
+        image,
+        instances,
+        health_check={
+            "protocol": "HTTP",
+            "path": "/",
+            "portIndex": 0,
+            "intervalSeconds": 2,
+            "gracePeriodSeconds": 30,
+            "maxConsecutiveFailures": 3,
         },
-        "healthChecks": [
-            {
-                "protocol": "HTTP",
-                "path": "/",
-                "portIndex": 0,
-                "intervalSeconds": 2,
-                "gracePeriodSeconds": 30,
-                "maxConsecutiveFailures": 3,
-            }
-        ],
-    }
+    )
 
 
 def state_ret(cluster, node: str, fun: str, *args: str) -> dict:
@@ -85,7 +77,7 @@ def test_agent_engines_require_a_docker_client_certificate(cluster, converged):
         other, ["curl", "-sf", "--max-time", "5", f"http://{agent.address}:2376/version"], False
     )
     assert code != 0
-    pillar = cluster.salt([other], "pillar.get", "pki", "unmask=True")[other]
+    pillar = cluster.pillar(other, "pki")
     assert "docker_client" not in pillar
     # Write the node's own cluster certificate to try it as a client.
     script = (

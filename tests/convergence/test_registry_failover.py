@@ -25,10 +25,9 @@ def test_pulls_through_the_vip_survive_a_stopped_registry(
     lvs = next(n.name for n in cluster.nodes if n.has_role("lvs"))
     registries = [n for n in cluster.nodes if n.has_role("registry")]
     ca = tmp_path / "ca.pem"
-    ca.write_text(cluster.salt([build], "pillar.get", "pki:ca", "unmask=True")[build])
+    ca.write_text(cluster.pillar(build, "pki:ca"))
     # The agents' pull user (its password is served to the registry nodes and the pullers).
-    reg = registries[0].name
-    password = cluster.salt([reg], "pillar.get", "registry:users:pull", "unmask=True")[reg]
+    password = cluster.pillar(registries[0].name, "registry:users:pull")
     assert password and "*" not in password
     vip, path = registry_image.split("/", 1)
     repository, tag = path.rsplit(":", 1)

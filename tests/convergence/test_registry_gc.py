@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from saltyard.clients.registry import RegistryClient
+from saltyard.localcluster.failover import pull_once
 
 pytestmark = pytest.mark.cluster
 
@@ -19,8 +20,8 @@ def test_gc_frees_deleted_blobs_and_keeps_serving(cluster, converged, registry_i
     build = next(n.name for n in cluster.nodes if n.has_role("build"))
     registries = [n for n in cluster.nodes if n.has_role("registry")]
     ca = tmp_path / "ca.pem"
-    ca.write_text(cluster.salt([build], "pillar.get", "pki:ca", "unmask=True")[build])
-    password = cluster.salt([build], "pillar.get", "registry:users:push", "unmask=True")[build]
+    ca.write_text(cluster.pillar(build, "pki:ca"))
+    password = cluster.pillar(build, "registry:users:push")
     clients = [
         RegistryClient(
             f"https://{r.address}:5000", username="push", password=password, ca_file=str(ca)
@@ -69,20 +70,13 @@ def test_gc_frees_deleted_blobs_and_keeps_serving(cluster, converged, registry_i
     failures: list[str] = []
     served = [0]
     stop = threading.Event()
-    config_digest = vip.manifest(repo, tag).json()["config"]["digest"]
-    config_url = f"{vip.base_url}/v2/{repo}/blobs/{config_digest}"
-
-    def pull_once() -> None:
-        assert vip.manifest_digest(repo, tag) == before[tag]
-        response = vip.session.get(config_url, timeout=10, verify=str(ca))
-        assert response.status_code == 200, response.status_code
 
     def read():
         while not stop.is_set():
             errors = []
             for _ in range(2):
                 try:
-                    pull_once()
+                    assert pull_once(vip, repo, tag, str(ca)) == before[tag]
                     served[0] += 1
                     break
                 except Exception as exc:  # any failure of a pull through the VIP
