@@ -263,6 +263,9 @@ class MarathonClient:
     def scale_app(self, app_id: str, instances: int, *, force: bool = False) -> DeploymentRef:
         if instances < 0:
             raise ValueError("instances must be 0 or more")
+        # PUT /v2/apps/{id} creates an app that does not exist; scaling must not, so an unknown
+        # app is refused here (MarathonNotFound, naming it) before anything is sent.
+        self.get_app(app_id)
         return self.update_app(app_id, {"instances": instances}, force=force)
 
     def restart_app(self, app_id: str, *, force: bool = False) -> DeploymentRef:

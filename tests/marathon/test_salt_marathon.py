@@ -180,7 +180,14 @@ def test_failed_rollout_reports_marathon_reason(salt_modules, emulator):
 
 
 def test_scaled_and_absent(salt_modules, emulator, docker_client):
-    _, state = salt_modules()
+    mod, state = salt_modules()
+    # An unknown app is refused by name, by the module and the state, and nothing is created.
+    with pytest.raises(Exception, match="/salt/nosuch"):
+        mod.scale("/salt/nosuch", 2)
+    unknown = state.scaled("/salt/nosuch", 2)
+    assert unknown["result"] is False and "/salt/nosuch" in unknown["comment"], unknown
+    assert get_app(emulator, "/salt/nosuch") is None
+
     assert state.present("/salt/scale", web(), timeout=40)["result"] is True
     version = get_app(emulator, "/salt/scale")["version"]
 
