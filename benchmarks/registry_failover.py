@@ -59,7 +59,7 @@ def main() -> int:
         client.manifest(repository, tag)  # the image must be there before anything stops
         for round_ in range(args.rounds):
             registry = registries[round_ % len(registries)]
-            result = measure(cluster, registry.name, client, repository, tag, str(ca))
+            result = measure(cluster, registry.name, client, repository, tag)
             results.append(result)
             print(
                 f"round {round_ + 1}: {registry.name} stopped: pulls through {host} good again "

@@ -18,15 +18,13 @@ class FailoverResult:
     pulls: int
 
 
-def pull_once(client: RegistryClient, repository: str, tag: str, ca_file: str) -> str:
+def pull_once(client: RegistryClient, repository: str, tag: str) -> str:
     """What a pull starts with: the manifest, then its config blob (raises on any failure);
     returns the manifest's digest. Connections are not kept: each pull is routed by the director
     afresh, as a new client's is."""
-    client.session.close()
+    client.close()
     manifest = client.manifest(repository, tag)
-    url = f"{client.base_url}/v2/{repository}/blobs/{manifest.json()['config']['digest']}"
-    response = client.session.get(url, timeout=5, verify=ca_file)
-    response.raise_for_status()
+    client.blob(repository, manifest.json()["config"]["digest"])
     return manifest.digest
 
 
@@ -36,7 +34,6 @@ def measure(
     client: RegistryClient,
     repository: str,
     tag: str,
-    ca_file: str,
     *,
     streak: int = 20,
     interval: float = 0.1,
@@ -60,7 +57,7 @@ def measure(
                 )
             pulls += 1
             try:
-                pull_once(client, repository, tag, ca_file)
+                pull_once(client, repository, tag)
             except Exception:  # any failed pull restarts the streak
                 failed += 1
                 good_in_row, first_good = 0, None

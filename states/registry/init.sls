@@ -71,12 +71,15 @@ registry-htpasswd:
       - user: docker-registry-user
 
 {%- for user, password in registry.users | dictsort %}
-# bcrypt hashes differ on every run, so the password is verified first and set only when it
-# does not match. It travels on stdin, never on a command line.
+# bcrypt hashes differ on every run, so the hash is made again only when the password does not
+# verify or the hash has another cost (`$2y$NN$` is the cost). The password travels on stdin,
+# never on a command line.
 registry-user-{{ user }}:
   cmd.run:
-    - name: printf '%s' "$REGISTRY_PASSWORD" | htpasswd -i -B {{ conf }}/htpasswd {{ user }}
-    - unless: printf '%s' "$REGISTRY_PASSWORD" | htpasswd -i -v {{ conf }}/htpasswd {{ user }}
+    - name: printf '%s' "$REGISTRY_PASSWORD" | htpasswd -i -B -C {{ registry.htpasswd_cost }} {{ conf }}/htpasswd {{ user }}
+    - unless: >-
+        printf '%s' "$REGISTRY_PASSWORD" | htpasswd -i -v {{ conf }}/htpasswd {{ user }} &&
+        grep -q '^{{ user }}:[$]2y[$]{{ '%02d' % registry.htpasswd_cost }}[$]' {{ conf }}/htpasswd
     - env:
         REGISTRY_PASSWORD: {{ password | json }}
     - output_loglevel: quiet

@@ -34,7 +34,7 @@ def test_pulls_through_the_vip_survive_a_stopped_registry(
     client = RegistryClient(f"https://{vip}", username="pull", password=password, ca_file=str(ca))
 
     for registry in registries:
-        result = measure(cluster, registry.name, client, repository, tag, str(ca))
+        result = measure(cluster, registry.name, client, repository, tag)
         assert result.recovered_after <= BOUND, result
         # The stopped registry comes back into the virtual server once its check passes.
         wanted = f"-r {registry.address}:5000"

@@ -79,15 +79,13 @@ def make_client(registry, recorder):
     keyword arguments replace the working settings (a wrong password, no CA, ...)."""
 
     def make(**overrides) -> rc.RegistryClient:
-        session = requests.Session()
-        session.hooks["response"].append(recorder.hook)
         settings = {
             "username": registry.username,
             "password": registry.password,
             "ca_file": str(registry.ca_file),
         }
         settings.update(overrides)
-        return rc.RegistryClient(registry.url, session=session, **settings)
+        return rc.RegistryClient(registry.url, on_response=recorder.hook, **settings)
 
     return make
 

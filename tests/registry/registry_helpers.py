@@ -3,9 +3,8 @@ packages, so ``conftest`` is not importable by name)."""
 
 from __future__ import annotations
 
+import urllib.parse
 from dataclasses import dataclass
-
-import requests
 
 from saltyard.clients import registry as rc
 
@@ -30,24 +29,22 @@ class Call:
 
 
 class Recorder:
-    """Every request a client's session sends, with the bytes each way (a response hook)."""
+    """Every request a client sends, with the bytes each way (its ``on_response`` callback)."""
 
     def __init__(self) -> None:
         self.calls: list[Call] = []
 
-    def hook(self, response: requests.Response, *args, **kwargs) -> None:
-        request = response.request
-        url = requests.utils.urlparse(request.url)
-        body = request.body or b""
+    def hook(self, response: rc.Response) -> None:
+        url = urllib.parse.urlsplit(response.url)
         self.calls.append(
             Call(
-                method=request.method,
+                method=response.method,
                 path=url.path,
                 query=url.query,
-                status=response.status_code,
-                sent=len(body.encode() if isinstance(body, str) else body),
-                received=len(response.content or b""),
-                headers=dict(request.headers),
+                status=response.status,
+                sent=len(response.request_body),
+                received=len(response.content),
+                headers=dict(response.request_headers),
             )
         )
 

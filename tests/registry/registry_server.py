@@ -3,8 +3,9 @@ registry tests and benchmarks/registry_retag.py.
 
 Everything it needs is made on the spot in a work directory: a throwaway CA and a server
 certificate for 127.0.0.1 (``cryptography``), an htpasswd file with one bcrypt user
-(``htpasswd`` from apache2-utils) and a random password, filesystem storage with deletes
-enabled. Nothing is read from or written to the machine's registry configuration.
+(``htpasswd`` from apache2-utils, with the cost the registry state ships) and a random password,
+filesystem storage with deletes enabled. Nothing is read from or written to the machine's
+registry configuration.
 
     with LocalRegistry(tmp_path) as registry:
         registry.skopeo("copy", "oci:layout:tag", registry.docker_ref("team/web:1"),
@@ -31,6 +32,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
+# The bcrypt cost the registry state hashes users with (states/registry/defaults.yaml), so that
+# tests and benchmarks see the per-request cost of the shipped configuration.
+HTPASSWD_COST = yaml.safe_load(
+    (Path(__file__).resolve().parents[2] / "states/registry/defaults.yaml").read_text()
+)["registry"]["htpasswd_cost"]
 
 
 def free_port() -> int:
@@ -178,9 +184,9 @@ class LocalRegistry:
         _, cert, key = make_tls(self.cert_dir)
         htpasswd = self.workdir / "htpasswd"
         # -i: the password on stdin, never on a command line; -B: bcrypt (the registry takes
-        # nothing else); the default cost (5) keeps every authenticated request cheap.
+        # nothing else).
         subprocess.run(
-            ["htpasswd", "-B", "-i", "-c", str(htpasswd), self.username],
+            ["htpasswd", "-B", "-C", str(HTPASSWD_COST), "-i", "-c", str(htpasswd), self.username],
             input=self.password,
             text=True,
             capture_output=True,

@@ -272,3 +272,31 @@ def test_no_answer_names_the_registry():
     url = f"https://127.0.0.1:{free_port()}"
     with pytest.raises(rc.RegistryError, match=f"no answer from registry {url}"):
         rc.RegistryClient(url, timeout=2).catalog()
+
+
+def test_proxy_settings_are_read_from_the_environment_once(registry, monkeypatch):
+    """HTTPS_PROXY and NO_PROXY count as they were when the client was made."""
+    dead_proxy = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    monkeypatch.setenv("HTTPS_PROXY", dead_proxy)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    def make() -> rc.RegistryClient:
+        return rc.RegistryClient(
+            registry.url,
+            username=registry.username,
+            password=registry.password,
+            ca_file=str(registry.ca_file),
+            timeout=2,
+        )
+
+    proxied = make()
+    with pytest.raises(rc.RegistryError, match=f"no answer from registry {registry.url}"):
+        proxied.catalog()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    bypassing = make()
+    assert bypassing.ping() is True
+    with pytest.raises(rc.RegistryError, match="no answer"):
+        proxied.catalog()  # made before NO_PROXY was set
+    monkeypatch.delenv("NO_PROXY")
+    assert bypassing.ping() is True
