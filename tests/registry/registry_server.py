@@ -2,10 +2,10 @@
 registry tests and benchmarks/registry_retag.py.
 
 Everything it needs is made on the spot in a work directory: a throwaway CA and a server
-certificate for 127.0.0.1 (``cryptography``), an htpasswd file with one bcrypt user
-(``htpasswd`` from apache2-utils, with the cost the registry state ships) and a random password,
-filesystem storage with deletes enabled. Nothing is read from or written to the machine's
-registry configuration.
+certificate for 127.0.0.1 (``saltyard.pki``, as the cluster's are made), an htpasswd file with
+one bcrypt user (``htpasswd`` from apache2-utils, with the cost the registry state ships) and a
+random password, filesystem storage with deletes enabled. Nothing is read from or written to the
+machine's registry configuration.
 
     with LocalRegistry(tmp_path) as registry:
         registry.skopeo("copy", "oci:layout:tag", registry.docker_ref("team/web:1"),
@@ -14,9 +14,7 @@ registry configuration.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
 import secrets
 import shutil
 import socket
@@ -26,10 +24,8 @@ from pathlib import Path
 
 import requests
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from saltyard import pki
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 # The bcrypt cost the registry state hashes users with (states/registry/defaults.yaml), so that
@@ -45,72 +41,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def make_tls(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1/localhost; returns (ca, cert, key) paths."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "saltyard test registry CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
+    """A CA and a server certificate for 127.0.0.1/localhost, made by the cluster's own PKI code
+    (saltyard/pki.py, so the certificates have the cluster's profile); returns (ca, cert, key)
+    paths in ``directory``. The CA's store, with its key, sits beside ``directory``, not in it:
+    skopeo and Docker read every file there."""
+    with pki.Store(directory.with_name(directory.name + "-ca")).locked() as store:
+        issued = store.issue("cluster", "127.0.0.1", ["127.0.0.1", "localhost"], server=True)
+        ca_pem = store.ca_pem("cluster")
     directory.mkdir(parents=True, exist_ok=True)
     ca_path, cert_path, key_path = directory / "ca.crt", directory / "server.crt", directory / "key"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(_key_pem(key))
+    ca_path.write_text(ca_pem)
+    cert_path.write_text(issued.cert)
+    key_path.write_text(issued.key)
     key_path.chmod(0o600)
     return ca_path, cert_path, key_path
 
