@@ -93,6 +93,11 @@ def wait_for_leader(timeout: float = 120) -> str:
     """
     Wait until the datacenter has a leader (and this agent answers); return its address.
 
+    Where this minion holds the ACL master token (the server that registers policies and
+    tokens), also wait until the ACL system answers: Consul 1.4 to 1.10 servers start in legacy
+    ACL mode and switch to the new ACL system a moment after the first election. Until then
+    every ACL request fails with "The ACL system is currently in legacy mode."
+
     CLI Example:
 
     .. code-block:: bash
@@ -100,17 +105,26 @@ def wait_for_leader(timeout: float = 120) -> str:
         salt control1 consul_acl.wait_for_leader timeout=60
     """
     deadline = time.monotonic() + float(timeout)
+    holds_master = bool(__salt__["config.get"]("consul:acl:master_token", None))
     last = ""
     while time.monotonic() < deadline:
         try:
             found = leader()
-            if found:
+            if not found:
+                last = "no leader elected yet"
+            elif not holds_master:
                 return found
-            last = "no leader elected yet"
+            else:
+                _call(_client().acl.policy.list)  # raises while ACLs are in legacy mode
+                return found
         except CommandExecutionError as exc:
             last = str(exc)
         time.sleep(1)
-    raise CommandExecutionError(f"Consul has no leader after {timeout:.0f}s: {last}")
+    raise CommandExecutionError(
+        f"Consul is not ready for ACL changes after {timeout:.0f}s: {last}"
+        if holds_master
+        else f"Consul has no leader after {timeout:.0f}s: {last}"
+    )
 
 
 def policy(name: str) -> dict[str, Any] | None:

@@ -20,7 +20,8 @@ def _ret(name: str) -> dict[str, Any]:
 
 
 def leader(name: str, timeout: float = 120) -> dict[str, Any]:
-    """Wait for the datacenter to elect a leader; steps that write to Consul require this.
+    """Wait for the datacenter to elect a leader and, on the server that holds the ACL master
+    token, for the ACL system to leave legacy mode; steps that write to Consul require this.
 
     .. code-block:: yaml
 
