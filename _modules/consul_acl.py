@@ -110,13 +110,11 @@ def wait_for_leader(timeout: float = 120) -> str:
     while time.monotonic() < deadline:
         try:
             found = leader()
-            if not found:
-                last = "no leader elected yet"
-            elif not holds_master:
+            if found:
+                if holds_master:
+                    _call(_client().acl.policy.list)  # raises while ACLs are in legacy mode
                 return found
-            else:
-                _call(_client().acl.policy.list)  # raises while ACLs are in legacy mode
-                return found
+            last = "no leader elected yet"
         except CommandExecutionError as exc:
             last = str(exc)
         time.sleep(1)

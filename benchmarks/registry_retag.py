@@ -41,6 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "registry"))
+sys.path.insert(0, str(REPO))  # registry_server imports tests.processes
 
 from oci_layout import OciLayout  # noqa: E402
 from registry_server import HTPASSWD_COST, LocalRegistry  # noqa: E402

@@ -420,10 +420,11 @@ class RegistryClient:
             f"/v2/{repository}/blobs/{digest}",
             missing=f"blob {digest} of {repository} does not exist",
         )
-        if _sha256(response.content) != digest:
+        actual = _sha256(response.content)
+        if actual != digest:
             raise RegistryError(
                 f"blob {digest} of {repository}: the registry returned bytes whose digest is "
-                f"{_sha256(response.content)}"
+                f"{actual}"
             )
         return response.content
 

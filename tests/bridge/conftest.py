@@ -31,6 +31,8 @@ from types import SimpleNamespace
 import pytest
 import requests
 
+from tests.processes import stop_process
+
 consul = pytest.importorskip("consul")
 docker = pytest.importorskip("docker")
 
@@ -193,13 +195,7 @@ class ConsulAgent:
         assert made.returncode == 0, made.stderr
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
     def restart(self) -> None:
         self.stop()
@@ -299,13 +295,7 @@ class EmulatorProcess:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, grace=10)
 
 
 @pytest.fixture(scope="session")
@@ -496,14 +486,7 @@ class BridgeProcess:
             self.proc.wait(10)
 
     def stop(self) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                return self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode if self.proc else None
+        return stop_process(self.proc)
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")

@@ -22,6 +22,8 @@ import salt.config
 import salt.loader
 from salt.exceptions import CommandExecutionError
 
+from tests.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 LEGACY = "The ACL system is currently in legacy mode"
 
@@ -88,13 +90,7 @@ class ConsulServer:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
     def admin(self) -> consul.Consul:
         return consul.Consul(host="127.0.0.1", port=self.http, token=self.master_token)

@@ -31,6 +31,8 @@ import jinja2
 import requests
 import yaml
 
+from tests.processes import stop_process
+
 REPO = Path(__file__).resolve().parents[2]
 LB_FILES = REPO / "states" / "lb" / "files"
 LB_DEFAULTS = REPO / "states" / "lb" / "defaults.yaml"
@@ -228,13 +230,8 @@ http {{
         return upstream_servers(Path(self.lb["paths"]["live"]).read_text(), f"{app}.{env}")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()  # SIGTERM: fast shutdown of master and workers
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        # SIGTERM is nginx's fast shutdown of master and workers.
+        stop_process(self.proc)
 
 
 def upstream_servers(text: str, upstream: str) -> list[str]:
@@ -296,13 +293,7 @@ class ConsulTemplate:
         return self.log_file.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc)
 
 
 class LbStack:

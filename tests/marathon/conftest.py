@@ -29,6 +29,8 @@ docker = pytest.importorskip("docker")
 
 from marathon_helpers import LABEL, TASK_IMAGE, wait_until  # noqa: E402
 
+from tests.processes import stop_process  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 SESSION = f"pytest-{uuid.uuid4().hex[:8]}"
 
@@ -97,13 +99,7 @@ class EmulatorProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, grace=10)
 
 
 def agent_specs(offset: int) -> list[str]:

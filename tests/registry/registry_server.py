@@ -26,6 +26,7 @@ import requests
 import yaml
 
 from saltyard import pki
+from tests.processes import stop_process
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 # The bcrypt cost the registry state hashes users with (states/registry/defaults.yaml), so that
@@ -185,13 +186,7 @@ class LocalRegistry:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, grace=10)
 
     def log_tail(self, chars: int = 3000) -> str:
         try:

@@ -74,3 +74,20 @@ def real_run_all() -> Callable[..., dict[str, Any]]:
 def data() -> Callable[[str], str]:
     """Read a captured command output from tests/unit/data."""
     return lambda name: (DATA / name).read_text()
+
+
+# What the master gives a registry node besides the inventory (pki, generated secrets).
+REGISTRY_PILLAR = {
+    "pki": {"node": {"cert": "CERT", "key": "KEY"}},
+    "registry": {"http_secret": "not-a-secret", "users": {"pull": "not-a-password"}},
+}
+
+
+@pytest.fixture(scope="module")
+def registry1(tmp_path_factory):
+    """Salt's render of states for registry1 of the shipped inventory (tests/state_render.py)."""
+    from tests.state_render import StateRenderer
+
+    return StateRenderer(
+        tmp_path_factory.mktemp("render-registry1"), "registry1", pillar=REGISTRY_PILLAR
+    )

@@ -8,25 +8,12 @@ import pytest
 
 from tests.state_render import RenderRefused, StateRenderer, state_args
 
-# What the master gives a registry node besides the inventory (pki, generated secrets).
-REGISTRY_PILLAR = {
-    "pki": {"node": {"cert": "CERT", "key": "KEY"}},
-    "registry": {"http_secret": "not-a-secret", "users": {"pull": "not-a-password"}},
-}
-
 
 @pytest.fixture(scope="module")
 def lvs1(tmp_path_factory) -> StateRenderer:
     # The interface is found from grains on the node: give lvs1's, as the VM has it.
     grains = {"ip4_interfaces": {"lo": ["127.0.0.1"], "ens2": ["172.30.0.140"]}}
     return StateRenderer(tmp_path_factory.mktemp("render-lvs1"), "lvs1", grains=grains)
-
-
-@pytest.fixture(scope="module")
-def registry1(tmp_path_factory) -> StateRenderer:
-    return StateRenderer(
-        tmp_path_factory.mktemp("render-registry1"), "registry1", pillar=REGISTRY_PILLAR
-    )
 
 
 def test_keepalived_config_serves_the_registries_by_direct_routing(lvs1):

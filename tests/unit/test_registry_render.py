@@ -9,18 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.state_render import RenderRefused, StateRenderer, state_args
-
-# What the master gives a registry node besides the inventory (pki, generated secrets).
-PILLAR = {
-    "pki": {"node": {"cert": "CERT", "key": "KEY"}},
-    "registry": {"http_secret": "not-a-secret", "users": {"pull": "not-a-password"}},
-}
-
-
-@pytest.fixture(scope="module")
-def registry1(tmp_path_factory) -> StateRenderer:
-    return StateRenderer(tmp_path_factory.mktemp("render-registry1"), "registry1", pillar=PILLAR)
+from tests.state_render import RenderRefused, state_args
 
 
 def _user_state(rendered: dict) -> dict:
