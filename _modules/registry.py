@@ -29,6 +29,7 @@ from typing import Any
 from salt.exceptions import CommandExecutionError
 
 try:
+    from saltyard import inventory
     from saltyard.clients import registry as registry_client
 
     HAS_SALTYARD = True
@@ -323,3 +324,30 @@ def check_image(
     if not _call(client.exists, repository, reference):
         return f"image {image!r} does not exist in the cluster registry {client.base_url}"
     return None
+
+
+# ---------------------------------------------------------------------- configuration checks
+
+
+def vip_problem(address: Any, network: dict | None = None, nodes: list | None = None) -> str:
+    """
+    What is wrong with ``address`` as the registry VIP, or an empty string when nothing is.
+
+    ``network`` and ``nodes`` default to pillar ``saltyard:cluster:network`` and
+    ``saltyard:nodes``. The rules (``saltyard.inventory.check_vip``) are the ones the master's
+    PKI ext_pillar applies before it puts the VIP in a registry's certificate; the registry and
+    lvs states call this when they render, so a bad VIP stops them before anything changes.
+
+    .. code-block:: bash
+
+        salt lvs1 registry.vip_problem 172.30.0.200
+    """
+    if network is None:
+        network = __salt__["config.get"]("saltyard:cluster:network", {}) or {}
+    if nodes is None:
+        nodes = __salt__["config.get"]("saltyard:nodes", []) or []
+    try:
+        inventory.check_vip(address, network, nodes)
+    except ValueError as exc:
+        return str(exc)
+    return ""

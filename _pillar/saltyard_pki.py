@@ -16,7 +16,7 @@ Master configuration:
 """
 
 try:
-    from saltyard import pki
+    from saltyard import inventory, pki
 
     HAS_SALTYARD = True
 except ImportError:
@@ -49,10 +49,20 @@ def ext_pillar(minion_id, pillar, store):
     names = [node["name"], node["address"], *extra]
     # Behind the LVS director (direct routing) a registry answers clients that connected to the
     # VIP: its certificate must carry the VIP (pillar registry:vip:address, from the site pillar,
-    # which Salt compiles before the ext_pillars) as an IP SAN. The states check the address.
+    # which Salt compiles before the ext_pillars) as an IP SAN. A command's pillar override
+    # reaches here too, so a VIP that the states would refuse is left out: the cluster CA never
+    # signs it, and the refused command does not re-issue the certificate. The registry state
+    # reports the error, from the same check (saltyard.inventory.check_vip).
     vip = ((pillar.get("registry") or {}).get("vip") or {}).get("address")
-    if "registry" in roles and vip and str(vip) not in names:
-        names.append(str(vip))
+    if "registry" in roles and vip:
+        try:
+            vip = inventory.check_vip(
+                vip, saltyard.get("cluster", {}).get("network", {}), saltyard.get("nodes", [])
+            )
+        except ValueError:
+            vip = None
+        if vip and vip not in names:
+            names.append(vip)
     domain = saltyard.get("cluster", {}).get("domain")
     if domain:
         names.append(f"{node['name']}.{domain}")

@@ -290,6 +290,53 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
     )
 
 
+def check_vip(address: object, network: dict, nodes: list[dict]) -> str:
+    """The registry VIP (pillar ``registry:vip:address``) as a string, or ValueError naming it.
+
+    ``network`` and ``nodes`` are the pillar's ``saltyard:cluster:network`` and
+    ``saltyard:nodes`` (the inventory ext_pillar's). The one place these rules live: the states
+    refuse a bad VIP at render time (``registry.vip_problem`` in states/registry/vip.jinja), and
+    the PKI ext_pillar keeps a bad VIP out of the registries' certificates.
+    """
+    text = str(address)
+    bad = f"pillar registry:vip:address {json.dumps(text)}"
+    subnet_text = (network or {}).get("subnet")
+    if not subnet_text:
+        raise ValueError(
+            f"{bad}: pillar saltyard:cluster:network:subnet is missing, so the VIP cannot be "
+            "checked (the master's inventory ext_pillar sets it)"
+        )
+    try:
+        ip = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"{bad} is not an IPv4 address") from None
+    subnet = ipaddress.ip_network(subnet_text)
+    if ip not in subnet:
+        raise ValueError(
+            f"{bad} is outside the cluster network {subnet} (saltyard:cluster:network:subnet): "
+            "the director takes the VIP on that network, and the registries and their clients "
+            "share it"
+        )
+    if ip in (subnet.network_address, subnet.broadcast_address):
+        raise ValueError(f"{bad} is the network or broadcast address of {subnet}")
+    if text == str(network.get("gateway") or ""):
+        raise ValueError(f"{bad} is the cluster network's gateway")
+    for node in nodes or []:
+        if str(node.get("address")) == text:
+            raise ValueError(
+                f"{bad} is the address of node {node.get('name')} in the inventory; the VIP "
+                "needs an address of its own"
+            )
+    ip_range = network.get("ip_range")
+    if ip_range and ip in ipaddress.ip_network(ip_range):
+        raise ValueError(
+            f"{bad} is inside Docker's ip_range {ip_range} (saltyard:cluster:network:ip_range), "
+            f"where Docker may give it to a container; choose a free address of {subnet} "
+            "outside it"
+        )
+    return text
+
+
 def load(path: str | os.PathLike | None = None) -> Inventory:
     """Read and validate the inventory (default: $SALTYARD_INVENTORY or salt/inventory.yaml)."""
     path = Path(path or os.environ.get("SALTYARD_INVENTORY") or DEFAULT_PATH)

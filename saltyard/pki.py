@@ -9,9 +9,12 @@ Two CAs, so that holding a node certificate does not grant control of a Docker e
   engines (the Marathon-API emulator's node in the local cluster). Engines verify clients against
   this CA alone.
 
-Keys and certificates live in one store on the master (mode 0700, files 0600) and are issued once;
-a certificate is re-issued only when its names change or it is within RENEW_BEFORE of expiry, so
-pillar renders are stable and a second highstate changes nothing. Renders can run in parallel
+Keys and certificates live in one store on the master (mode 0700, files 0600). A certificate is
+issued once for each set of names it is asked for, and re-issued only within RENEW_BEFORE of
+expiry, so pillar renders are stable and a second highstate changes nothing. Asking again for a
+set of names issued before gives that certificate back: a one-off pillar override (a trial
+``pki:extra_names``, a VIP previewed with ``test=True``) does not replace the certificate that the
+normal pillar gives, so the next highstate has nothing to change. Renders can run in parallel
 (one per minion), so issuing holds an exclusive lock on the store.
 """
 
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import hashlib
 import ipaddress
+import json
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,7 +86,7 @@ class Store:
     @contextmanager
     def locked(self):
         self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        with open(self.path / ".lock", "w") as lock:
+        with open(self.path / ".lock", "w", opener=lambda p, f: os.open(p, f, 0o600)) as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield self
@@ -138,12 +143,15 @@ class Store:
     # ------------------------------------------------------------------ certificates
 
     def issue(self, ca: str, common_name: str, names: list[str], *, server: bool) -> Issued:
-        """The certificate for `common_name` from CA `ca`, issued once and re-issued only when
-        its names change or it nears expiry."""
-        folder = self.path / ca
-        folder.mkdir(mode=0o700, exist_ok=True)
-        cert_path, key_path = folder / f"{common_name}.crt", folder / f"{common_name}.key"
+        """The certificate for `common_name` with `names` from CA `ca`: issued once per set of
+        names (and use), re-issued only when it nears expiry."""
         names = sorted(set(names))
+        # One file pair per set of names: <ca>/<common name>/<hash of names and use>.crt
+        tag = hashlib.sha256(json.dumps([names, server]).encode()).hexdigest()[:16]
+        folder = self.path / ca / common_name
+        folder.parent.mkdir(mode=0o700, exist_ok=True)
+        folder.mkdir(mode=0o700, exist_ok=True)
+        cert_path, key_path = folder / f"{tag}.crt", folder / f"{tag}.key"
         if cert_path.exists() and key_path.exists():
             current = x509.load_pem_x509_certificate(cert_path.read_bytes())
             if _names(current) == names and current.not_valid_after_utc - RENEW_BEFORE > _now():

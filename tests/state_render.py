@@ -64,6 +64,8 @@ class StateRenderer:
             cachedir=str(workdir / "cache"),
             pki_dir=str(workdir / "pki"),
             file_roots={"base": [str(REPO / "states")]},
+            # The project's execution modules, which templates call (registry.vip_problem).
+            module_dirs=[str(REPO / "_modules")],
             pillar_roots={"base": [str(pillar_dir)]},
             log_level="quiet",
         )

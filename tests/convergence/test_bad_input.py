@@ -171,3 +171,47 @@ def test_unknown_minion_is_never_accepted(cluster, converged):
             node, ["sh", "-c", "kill $(cat /tmp/rogue/minion.pid); rm -rf /tmp/rogue"], check=False
         )
         cluster.exec(master.name, ["salt-key", "-y", "-d", "rogue"], check=False)
+
+
+# Both services on a registry node present the node certificate from the master's cluster CA.
+NODE_CERTIFICATE_FILES = [
+    f"{folder}/{name}"
+    for folder in ("/etc/docker/registry/tls", "/etc/docker/tls")
+    for name in ("cert.pem", "key.pem")
+]
+# Prints how many certificates in the master's store name an address (argv[1]) as an IP SAN.
+COUNT_SIGNED = """
+import ipaddress, pathlib, sys
+from cryptography import x509
+ip = ipaddress.ip_address(sys.argv[1])
+n = 0
+for path in pathlib.Path('/etc/salt/saltyard-pki').rglob('*.crt'):
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        continue
+    n += ip in san.get_values_for_type(x509.IPAddress)
+print(n)
+"""
+
+
+def test_a_vip_outside_the_cluster_network_leaves_the_certificates_alone(cluster, converged):
+    """The refused VIP reaches the master's PKI ext_pillar too (a command's pillar override is
+    part of the pillar it is given). It must not be signed there, and the next highstate must
+    find the node certificate as it was: nothing to replace, no service to restart."""
+    node = next(n.name for n in cluster.nodes if n.has_role("registry"))
+    master = cluster.inventory.master.name
+    bad_vip = "10.9.9.9"
+    count = ["/opt/saltyard/venv/bin/python", "-c", COUNT_SIGNED, bad_vip]
+    h = host(node)
+    before = {path: h.file(path).content_string for path in NODE_CERTIFICATE_FILES}
+
+    result = bad_highstate(cluster, node, {"registry": {"vip": {"address": bad_vip}}})
+    message = " ".join(result.errors)
+    assert f'pillar registry:vip:address "{bad_vip}" is outside the cluster network' in message
+
+    assert cluster.exec(master, count)[1].strip() == "0", "the cluster CA signed the bad VIP"
+    assert {path: h.file(path).content_string for path in NODE_CERTIFICATE_FILES} == before
+    predicted = cluster.highstate([node], "test=True")[node]
+    assert predicted.ok and predicted.changed == [], predicted.describe()

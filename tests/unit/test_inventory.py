@@ -359,3 +359,47 @@ def test_vagrantfile_refuses_bad_inventory(tmp_path):
     )
     assert proc.returncode != 0, proc
     assert "webserver" in proc.stdout + proc.stderr
+
+
+# --- the registry VIP check (states/registry/vip.jinja and the PKI ext_pillar share it) -------
+
+
+def _pillar_shaped(inv: inventory.Inventory) -> tuple[dict, list[dict]]:
+    return inv.network, [{"name": n.name, "address": n.address} for n in inv.nodes]
+
+
+def test_check_vip_accepts_the_sites_vip(shipped):
+    network, nodes = _pillar_shaped(shipped)
+    assert inventory.check_vip("172.30.0.200", network, nodes) == "172.30.0.200"
+
+
+@pytest.mark.parametrize(
+    ("vip", "reason"),
+    [
+        ("10.9.9.9", "is outside the cluster network 172.30.0.0/24"),
+        ("172.30.0.0", "is the network or broadcast address"),
+        ("172.30.0.1", "is the cluster network's gateway"),
+        ("172.30.0.5", "is inside Docker's ip_range 172.30.0.0/25"),
+        ("172.30.0.31", "is the address of node registry1"),
+        ("fd00::1", "is not an IPv4 address"),
+        (12, "is not an IPv4 address"),
+    ],
+)
+def test_check_vip_names_the_bad_value(shipped, vip, reason):
+    network, nodes = _pillar_shaped(shipped)
+    with pytest.raises(ValueError) as refused:
+        inventory.check_vip(vip, network, nodes)
+    assert f'pillar registry:vip:address "{vip}" {reason}' in str(refused.value)
+
+
+def test_check_vip_needs_the_subnet():
+    with pytest.raises(ValueError, match="saltyard:cluster:network:subnet is missing"):
+        inventory.check_vip("172.30.0.200", {}, [])
+
+
+def test_registry_module_reads_network_and_nodes_from_pillar(load, shipped):
+    network, nodes = _pillar_shaped(shipped)
+    config = {"saltyard:cluster:network": network, "saltyard:nodes": nodes}
+    registry = load("_modules", "registry", salt={"config.get": lambda k, d=None: config.get(k, d)})
+    assert registry.vip_problem("172.30.0.200") == ""
+    assert "is the address of node lvs1" in registry.vip_problem("172.30.0.140")

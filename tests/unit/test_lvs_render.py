@@ -62,6 +62,7 @@ BAD_VIPS = [
     ("172.30.0.77", "is inside Docker's ip_range 172.30.0.0/25"),
     ("172.30.0.140", "is the address of node lvs1"),
     ("172.30.0.255", "is the network or broadcast address of 172.30.0.0/24"),
+    ("172.30.0.1", "is the cluster network's gateway"),
     ("172.30.0.300", "is not an IPv4 address"),
     ("registry.example", "is not an IPv4 address"),
 ]

@@ -6,6 +6,7 @@ Python's ssl module (OpenSSL), server and client both verifying.
 
 from __future__ import annotations
 
+import datetime
 import importlib.util
 import os
 import socket
@@ -196,3 +197,52 @@ def test_registry_certificates_carry_the_vip(pillar_for):
         cert = x509.load_pem_x509_certificate(pillar_for(node, vip)["node"]["cert"].encode())
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         assert "172.30.0.200" not in [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+
+
+def _sans(issued: dict) -> set[str]:
+    return set(pki._names(x509.load_pem_x509_certificate(issued["node"]["cert"].encode())))
+
+
+# What states/registry/vip.jinja refuses (tests/unit/test_lvs_render.py checks its messages).
+@pytest.mark.parametrize(
+    "bad_vip", ["10.9.9.9", "172.30.0.77", "172.30.0.140", "172.30.0.1", "registry.example"]
+)
+def test_a_refused_vip_is_left_out_and_reissues_nothing(pillar_for, bad_vip):
+    """A command's pillar override reaches the ext_pillar too: a VIP the states refuse must
+    neither be signed by the cluster CA nor replace the certificate the next highstate gets."""
+    site = {"registry": {"vip": {"address": "172.30.0.200"}}}
+    normal = pillar_for("registry1", site)
+    refused = pillar_for("registry1", {"registry": {"vip": {"address": bad_vip}}})
+    assert bad_vip not in _sans(refused)
+    assert _sans(refused) == _sans(normal) - {"172.30.0.200"}
+    assert pillar_for("registry1", site) == normal
+
+
+def test_a_set_of_names_asked_for_before_gets_its_certificate_back(pillar_for):
+    """A one-off override (here a VIP previewed with test=True) must not churn the certificate
+    that the normal pillar gives: asking for the normal names again returns the same files."""
+    normal = pillar_for("registry1", {"registry": {"vip": {"address": "172.30.0.200"}}})
+    moved = pillar_for("registry1", {"registry": {"vip": {"address": "172.30.0.201"}}})
+    assert "172.30.0.201" in _sans(moved) and "172.30.0.200" not in _sans(moved)
+    assert moved["node"]["key"] != normal["node"]["key"]
+    assert pillar_for("registry1", {"registry": {"vip": {"address": "172.30.0.200"}}}) == normal
+    assert pillar_for("registry1", {"registry": {"vip": {"address": "172.30.0.201"}}}) == moved
+
+
+def test_store_files_are_private(pillar_for):
+    pillar_for("registry1")
+    pillar_for("control1")  # also gets a docker-clients certificate
+    paths = list(pillar_for.store.rglob("*"))
+    assert any(p.suffix == ".key" and p.parent.name == "registry1" for p in paths)
+    for path in paths:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+
+def test_reissued_near_expiry(pillar_for, monkeypatch):
+    first = pillar_for("lb1")
+    soon = pki._now() + pki.CERT_LIFETIME - pki.RENEW_BEFORE + datetime.timedelta(days=1)
+    monkeypatch.setattr(pki, "_now", lambda: soon)
+    renewed = pillar_for("lb1")
+    assert renewed["node"]["cert"] != first["node"]["cert"]
+    assert _sans(renewed) == _sans(first)
