@@ -329,9 +329,10 @@ def check_image(
 # ---------------------------------------------------------------------- configuration checks
 
 
-def vip_problem(address: Any, network: dict | None = None, nodes: list | None = None) -> str:
+def vip_problem(address: Any, network: dict | None = None, nodes: list | None = None) -> str | None:
     """
-    What is wrong with ``address`` as the registry VIP, or an empty string when nothing is.
+    What is wrong with ``address`` as the registry VIP, or None when nothing is (as
+    ``check_image``; an empty string would read as "did not return" in the salt CLI).
 
     ``network`` and ``nodes`` default to pillar ``saltyard:cluster:network`` and
     ``saltyard:nodes``. The rules (``saltyard.inventory.check_vip``) are the ones the master's
@@ -350,4 +351,4 @@ def vip_problem(address: Any, network: dict | None = None, nodes: list | None = 
         inventory.check_vip(address, network, nodes)
     except ValueError as exc:
         return str(exc)
-    return ""
+    return None

@@ -401,5 +401,5 @@ def test_registry_module_reads_network_and_nodes_from_pillar(load, shipped):
     network, nodes = _pillar_shaped(shipped)
     config = {"saltyard:cluster:network": network, "saltyard:nodes": nodes}
     registry = load("_modules", "registry", salt={"config.get": lambda k, d=None: config.get(k, d)})
-    assert registry.vip_problem("172.30.0.200") == ""
+    assert registry.vip_problem("172.30.0.200") is None
     assert "is the address of node lvs1" in registry.vip_problem("172.30.0.140")
