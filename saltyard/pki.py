@@ -152,6 +152,7 @@ class Store:
         folder.parent.mkdir(mode=0o700, exist_ok=True)
         folder.mkdir(mode=0o700, exist_ok=True)
         cert_path, key_path = folder / f"{tag}.crt", folder / f"{tag}.key"
+        self._adopt_legacy(folder, names, cert_path, key_path)
         if cert_path.exists() and key_path.exists():
             current = x509.load_pem_x509_certificate(cert_path.read_bytes())
             if _names(current) == names and current.not_valid_after_utc - RENEW_BEFORE > _now():
@@ -182,6 +183,20 @@ class Store:
         _write(key_path, _key_pem(key))
         _write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return Issued(cert_path.read_text(), key_path.read_text())
+
+    @staticmethod
+    def _adopt_legacy(folder: Path, names: list[str], cert_path: Path, key_path: Path) -> None:
+        """Stores made before one-certificate-per-set-of-names kept <ca>/<common name>.crt.
+        Move such a certificate into place when its names are the ones asked for: re-issuing it
+        would make the first highstate after an upgrade replace the TLS files of every node and
+        restart every registry and Docker engine."""
+        legacy_cert = folder.with_name(f"{folder.name}.crt")
+        legacy_key = folder.with_name(f"{folder.name}.key")
+        if cert_path.exists() or not (legacy_cert.exists() and legacy_key.exists()):
+            return
+        if _names(x509.load_pem_x509_certificate(legacy_cert.read_bytes())) == names:
+            os.replace(legacy_key, key_path)
+            os.replace(legacy_cert, cert_path)
 
 
 def _names(cert: x509.Certificate) -> list[str]:

@@ -246,3 +246,22 @@ def test_reissued_near_expiry(pillar_for, monkeypatch):
     renewed = pillar_for("lb1")
     assert renewed["node"]["cert"] != first["node"]["cert"]
     assert _sans(renewed) == _sans(first)
+
+
+def test_a_store_from_before_keeps_its_certificates(pillar_for):
+    """A store of the earlier layout (<ca>/<node>.crt) upgrades without re-issuing: the nodes'
+    TLS files stay as they are, so the first highstate after the upgrade restarts nothing."""
+    first = pillar_for("registry1")
+    folder = pillar_for.store / "cluster" / "registry1"
+    (crt,) = folder.glob("*.crt")
+    crt.rename(folder.with_name("registry1.crt"))
+    crt.with_suffix(".key").rename(folder.with_name("registry1.key"))
+    assert pillar_for("registry1") == first
+    assert not folder.with_name("registry1.crt").exists()
+    # Names that differ from the old certificate's get a new one, as before the upgrade.
+    (crt,) = folder.glob("*.crt")
+    crt.rename(folder.with_name("registry1.crt"))
+    crt.with_suffix(".key").rename(folder.with_name("registry1.key"))
+    more = pillar_for("registry1", {"pki": {"extra_names": ["r1.example"]}})
+    assert more["node"]["cert"] != first["node"]["cert"]
+    assert "r1.example" in _sans(more)
