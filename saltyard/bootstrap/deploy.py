@@ -183,6 +183,15 @@ if is_master:
         files.link(
             name=f"{tool} on PATH", path=f"/usr/local/bin/{tool}", target=f"{VENV}/bin/{tool}"
         )
+    # Restart first (pyinfra restarts only a service that is already running), then start:
+    # never a start followed seconds later by a restart (see the minion below).
+    systemd.service(
+        name="Restart salt-master after a change",
+        service="salt-master",
+        restarted=True,
+        daemon_reload=True,
+        _if=any_changed(*master_changed, wheelhouse),
+    )
     systemd.service(
         name="salt-master running",
         service="salt-master",
@@ -190,23 +199,23 @@ if is_master:
         enabled=True,
         daemon_reload=True,
     )
-    systemd.service(
-        name="Restart salt-master after a change",
-        service="salt-master",
-        restarted=True,
-        _if=any_changed(*master_changed, wheelhouse),
-    )
 
+# Restart first, then start. A minion that already ran is restarted when its key,
+# configuration, unit or wheels changed (pyinfra restarts only a running service); a new one is
+# only started. Starting and then restarting it seconds later, as this did before, sent SIGTERM
+# to a minion still starting up: with KillMode=process its process manager child outlived it
+# and kept the minion's sockets, and every new minion exited at once, in a restart loop.
+systemd.service(
+    name="Restart salt-minion after a change",
+    service="salt-minion",
+    restarted=True,
+    daemon_reload=True,
+    _if=any_changed(minion_key, master_pub, minion_conf, minion_unit, wheelhouse),
+)
 systemd.service(
     name="salt-minion running",
     service="salt-minion",
     running=True,
     enabled=True,
     daemon_reload=True,
-)
-systemd.service(
-    name="Restart salt-minion after a change",
-    service="salt-minion",
-    restarted=True,
-    _if=any_changed(minion_key, master_pub, minion_conf, minion_unit, wheelhouse),
 )

@@ -27,6 +27,10 @@ def test_base_role(converged, node):
     assert h.service("rsyslog").is_running
     assert h.service("chrony").is_running
     assert h.service("salt-minion").is_running
+    # No crash loop behind a minion that answers: a leftover process of an earlier minion once
+    # kept answering jobs while every new one exited (saltyard/bootstrap/deploy.py).
+    restarts = h.check_output("systemctl show --property=NRestarts --value salt-minion")
+    assert restarts == "0", f"salt-minion restarted itself {restarts} times"
     limits = h.file("/etc/security/limits.d/60-saltyard.conf")
     assert "*    hard  nofile  1048576" in limits.content_string
     sysctl_conf = h.file("/etc/sysctl.d/60-saltyard.conf")
