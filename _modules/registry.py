@@ -329,24 +329,22 @@ def check_image(
 # ---------------------------------------------------------------------- configuration checks
 
 
-def vip_problem(address: Any, network: dict | None = None, nodes: list | None = None) -> str | None:
+def vip_problem(address: Any) -> str | None:
     """
     What is wrong with ``address`` as the registry VIP, or None when nothing is (as
     ``check_image``; an empty string would read as "did not return" in the salt CLI).
 
-    ``network`` and ``nodes`` default to pillar ``saltyard:cluster:network`` and
-    ``saltyard:nodes``. The rules (``saltyard.inventory.check_vip``) are the ones the master's
-    PKI ext_pillar applies before it puts the VIP in a registry's certificate; the registry and
-    lvs states call this when they render, so a bad VIP stops them before anything changes.
+    The rules (``saltyard.inventory.check_vip``, against pillar ``saltyard:cluster:network`` and
+    ``saltyard:nodes``) are the ones the master's PKI ext_pillar applies before it puts the VIP
+    in a registry's certificate; the registry and lvs states call this when they render, so a
+    bad VIP stops them before anything changes.
 
     .. code-block:: bash
 
         salt lvs1 registry.vip_problem 172.30.0.200
     """
-    if network is None:
-        network = __salt__["config.get"]("saltyard:cluster:network", {}) or {}
-    if nodes is None:
-        nodes = __salt__["config.get"]("saltyard:nodes", []) or []
+    network = __salt__["config.get"]("saltyard:cluster:network", {}) or {}
+    nodes = __salt__["config.get"]("saltyard:nodes", []) or []
     try:
         inventory.check_vip(address, network, nodes)
     except ValueError as exc:

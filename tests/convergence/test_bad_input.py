@@ -179,20 +179,13 @@ NODE_CERTIFICATE_FILES = [
     for folder in ("/etc/docker/registry/tls", "/etc/docker/tls")
     for name in ("cert.pem", "key.pem")
 ]
-# Prints how many certificates in the master's store name an address (argv[1]) as an IP SAN.
+# Prints how many certificates in the master's store name argv[1] (saltyard.pki reads names).
 COUNT_SIGNED = """
-import ipaddress, pathlib, sys
+import pathlib, sys
 from cryptography import x509
-ip = ipaddress.ip_address(sys.argv[1])
-n = 0
-for path in pathlib.Path('/etc/salt/saltyard-pki').rglob('*.crt'):
-    cert = x509.load_pem_x509_certificate(path.read_bytes())
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        continue
-    n += ip in san.get_values_for_type(x509.IPAddress)
-print(n)
+from saltyard.pki import _names
+certs = pathlib.Path('/etc/salt/saltyard-pki').rglob('*.crt')
+print(sum(sys.argv[1] in _names(x509.load_pem_x509_certificate(p.read_bytes())) for p in certs))
 """
 
 

@@ -364,12 +364,8 @@ def test_vagrantfile_refuses_bad_inventory(tmp_path):
 # --- the registry VIP check (states/registry/vip.jinja and the PKI ext_pillar share it) -------
 
 
-def _pillar_shaped(inv: inventory.Inventory) -> tuple[dict, list[dict]]:
-    return inv.network, [{"name": n.name, "address": n.address} for n in inv.nodes]
-
-
 def test_check_vip_accepts_the_sites_vip(shipped):
-    network, nodes = _pillar_shaped(shipped)
+    network, nodes = shipped.network, shipped.to_dict()["nodes"]
     assert inventory.check_vip("172.30.0.200", network, nodes) == "172.30.0.200"
 
 
@@ -386,7 +382,7 @@ def test_check_vip_accepts_the_sites_vip(shipped):
     ],
 )
 def test_check_vip_names_the_bad_value(shipped, vip, reason):
-    network, nodes = _pillar_shaped(shipped)
+    network, nodes = shipped.network, shipped.to_dict()["nodes"]
     with pytest.raises(ValueError) as refused:
         inventory.check_vip(vip, network, nodes)
     assert f'pillar registry:vip:address "{vip}" {reason}' in str(refused.value)
@@ -398,7 +394,7 @@ def test_check_vip_needs_the_subnet():
 
 
 def test_registry_module_reads_network_and_nodes_from_pillar(load, shipped):
-    network, nodes = _pillar_shaped(shipped)
+    network, nodes = shipped.network, shipped.to_dict()["nodes"]
     config = {"saltyard:cluster:network": network, "saltyard:nodes": nodes}
     registry = load("_modules", "registry", salt={"config.get": lambda k, d=None: config.get(k, d)})
     assert registry.vip_problem("172.30.0.200") is None
