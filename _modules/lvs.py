@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import ipaddress
 import shlex
+import time
+import urllib.error
+import urllib.request
 from typing import Any
 
 import salt.utils.path
@@ -509,3 +512,84 @@ def delete_server(
     port = check_port(service_port if port is None else port, f"port of real server {address}")
     _run(["-d", *svc, "-r", _endpoint(address, port)])
     return True
+
+
+def _health_problem(url: str) -> str | None:
+    """Why the health URL does not answer 200, or None when it does."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (cluster-internal http)
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError as exc:  # refused, timed out, unreachable: the server is not up yet
+        return f"its health URL {url} did not answer ({exc})"
+    return None if status == 200 else f"its health URL {url} answered {status}"
+
+
+def wait_for_server(
+    service_address: str,
+    service_port: int,
+    address: str,
+    port: int | None = None,
+    health_url: str | None = None,
+    timeout: float = 120,
+    interval: float = 1,
+    protocol: str = "tcp",
+) -> dict[str, Any]:
+    """Wait until a real server is in service: its health URL (if given) answers 200, and the
+    virtual service lists it with a weight above 0. Returns the table's entry for it and how long
+    that took; raises, naming what was still missing, when ``timeout`` seconds pass.
+
+    A readiness gate for rolling work on real servers (``orch.registry_gc`` flips one registry at
+    a time): the health URL catches a server that restarted too quickly for the director's own
+    checks to notice, the table shows that the director sends it connections again.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt lvs1 lvs.wait_for_server 172.30.0.200 5000 172.30.0.31 \\
+            health_url=http://172.30.0.31:5001/debug/health timeout=60
+    """
+    protocol = check_protocol(protocol)
+    service_address = check_address(service_address, "service address")
+    service_port = check_port(service_port, "service port")
+    address = check_address(address, "real server address")
+    port = check_port(service_port if port is None else port, f"port of real server {address}")
+    try:
+        timeout = float(timeout)
+        interval = float(interval)
+    except (TypeError, ValueError):
+        raise SaltInvocationError(
+            f"timeout {timeout!r} and interval {interval!r} must be numbers of seconds"
+        ) from None
+    if timeout <= 0 or interval <= 0:
+        raise SaltInvocationError(f"timeout {timeout} and interval {interval} must be above 0")
+    virtual, real = _endpoint(service_address, service_port), _endpoint(address, port)
+    started = time.monotonic()
+    while True:
+        problem = _health_problem(health_url) if health_url else None
+        if problem is None:
+            svc = service(service_address, service_port, protocol)
+            entry = next(
+                (
+                    s
+                    for s in (svc or {}).get("servers", [])
+                    if (s["address"], s["port"]) == (address, port)
+                ),
+                None,
+            )
+            if svc is None:
+                problem = f"the director has no virtual service {virtual}"
+            elif entry is None:
+                problem = "it is not in the director's table"
+            elif entry["weight"] <= 0:
+                problem = f"its weight in the director's table is {entry['weight']}"
+            else:
+                waited = round(time.monotonic() - started, 1)
+                return {"server": entry, "waited": waited}
+        if time.monotonic() - started >= timeout:
+            raise CommandExecutionError(
+                f"real server {real} of {virtual} is not in service after {timeout:g} s: {problem}"
+            )
+        time.sleep(interval)

@@ -4,6 +4,7 @@ before still resolves after."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -104,3 +105,90 @@ def test_gc_frees_deleted_blobs_and_keeps_serving(cluster, converged, registry_i
     for r in registries:
         config = yaml.safe_load(cluster.exec(r.name, ["cat", "/etc/docker/registry/config.yml"])[1])
         assert config["storage"]["maintenance"]["readonly"]["enabled"] is False, config
+
+
+def orch_steps(text: str) -> dict[str, dict]:
+    """{state id: its result} from `salt-run --out=json state.orchestrate` output."""
+
+    def find(value):
+        if isinstance(value, dict):
+            if value and all("_|-" in k for k in value):
+                return value
+            for child in value.values():
+                found = find(child)
+                if found is not None:
+                    return found
+        return None
+
+    steps = find(json.loads(text[text.index("{") :]))
+    assert steps is not None, text
+    return {key.split("_|-")[1]: result for key, result in steps.items()}
+
+
+# The collector runs `docker-registry garbage-collect` through PATH; this one, earlier in PATH
+# than Debian's, makes the collection fail for real and passes everything else through.
+FAILING_GC = """#!/bin/sh
+if [ "$1" = garbage-collect ]; then
+    echo "saltyard test: injected garbage-collect failure" >&2
+    exit 3
+fi
+exec /usr/bin/docker-registry "$@"
+"""
+
+
+def test_a_failed_collection_puts_both_registries_back_in_read_write_and_in_service(
+    cluster, converged, registry_image, tmp_path
+):
+    registries = [n for n in cluster.nodes if n.has_role("registry")]
+    collector = registries[0].name
+    director = next(n.name for n in cluster.nodes if n.has_role("lvs"))
+    vip = registry_image.split("/", 1)[0].split(":")[0]
+    build = next(n.name for n in cluster.nodes if n.has_role("build"))
+    ca = tmp_path / "ca.pem"
+    ca.write_text(cluster.pillar(build, "pki:ca"))
+    password = cluster.pillar(build, "registry:users:push")
+    repo, tag = registry_image.split("/", 1)[1].rsplit(":", 1)
+
+    cluster.exec(
+        collector,
+        [
+            "sh",
+            "-c",
+            f"cat > /usr/local/bin/docker-registry <<'EOF'\n{FAILING_GC}EOF\n"
+            "chmod 0755 /usr/local/bin/docker-registry",
+        ],
+    )
+    master = cluster.inventory.master.name
+    try:
+        code, out = cluster.exec(
+            master, ["salt-run", "--out=json", "state.orchestrate", "orch.registry_gc"], check=False
+        )
+    finally:
+        cluster.exec(collector, ["rm", "-f", "/usr/local/bin/docker-registry"])
+    assert code != 0, out
+    steps = orch_steps(out)
+    assert steps["collect"]["result"] is False, steps["collect"]
+    assert "injected garbage-collect failure" in json.dumps(steps["collect"]), steps["collect"]
+    # The normal way back did not run; the restore steps and their gates did, in turn.
+    for r in registries:
+        assert steps[f"read-write-{r.name}"]["result"] is False, steps[f"read-write-{r.name}"]
+        for step in (f"restore-{r.name}", f"ready-restore-{r.name}-on-{director}"):
+            assert steps[step]["result"] is True, (step, steps[step])
+    order = sorted(steps, key=lambda s: steps[s].get("__run_num__", 0))
+    assert order.index(f"ready-restore-{registries[0].name}-on-{director}") < order.index(
+        f"restore-{registries[1].name}"
+    ), order
+
+    # Both are back in read-write, in the director's table, and take a push (a retag is a
+    # manifest PUT, which a read-only registry refuses).
+    table = cluster.salt([director], "ipvs.service", vip, "5000")[director]
+    assert {(s["address"], s["weight"] > 0) for s in table["servers"]} == {
+        (r.address, True) for r in registries
+    }, table
+    for r in registries:
+        config = yaml.safe_load(cluster.exec(r.name, ["cat", "/etc/docker/registry/config.yml"])[1])
+        assert config["storage"]["maintenance"]["readonly"]["enabled"] is False, config
+        client = RegistryClient(
+            f"https://{r.address}:5000", username="push", password=password, ca_file=str(ca)
+        )
+        assert client.retag(repo, tag, f"after-failed-gc-{r.name}")

@@ -250,3 +250,96 @@ def test_absent_in_test_mode(state):
         "result": True,
         "comment": "virtual service tcp 172.31.97.250:8080 is absent",
     }
+
+
+# ------------------------------------------------- wait_for_server (orch.registry_gc's gate)
+
+
+@pytest.fixture
+def health_server():
+    """A real HTTP server on loopback whose /debug/health answers the status set in `status`."""
+    import http.server
+    import threading
+
+    status = {"code": 503}
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (BaseHTTPRequestHandler's name)
+            self.send_response(status["code"])
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield status, f"http://127.0.0.1:{server.server_port}/debug/health"
+    server.shutdown()
+
+
+def _table_changing(*tables: str):
+    """ipvsadm -S -n answers each table in turn, then keeps answering the last."""
+    answers = list(tables)
+
+    def run_all(cmd, **_):
+        assert cmd[1:] == ["-S", "-n"], cmd
+        text = answers.pop(0) if len(answers) > 1 else answers[0]
+        return {"retcode": 0, "stdout": text, "stderr": ""}
+
+    return run_all
+
+
+SERVICE = "-A -t 172.30.0.200:5000 -s wlc\n"
+IN_SERVICE = SERVICE + "-a -t 172.30.0.200:5000 -r 172.30.0.31:5000 -g -w 1\n"
+WEIGHT_0 = SERVICE + "-a -t 172.30.0.200:5000 -r 172.30.0.31:5000 -g -w 0\n"
+
+
+def test_wait_for_server_returns_once_healthy_and_in_the_table(load, health_server):
+    status, url = health_server
+    status["code"] = 200
+    lvs = load(
+        "_modules", "lvs", salt={"cmd.run_all": _table_changing(SERVICE, WEIGHT_0, IN_SERVICE)}
+    )
+    found = lvs.wait_for_server(
+        "172.30.0.200", 5000, "172.30.0.31", health_url=url, timeout=10, interval=0.05
+    )
+    assert found["server"] == {
+        "address": "172.30.0.31",
+        "port": 5000,
+        "forwarding": "dr",
+        "weight": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("code", "table", "reason"),
+    [
+        (503, IN_SERVICE, "its health URL http://127.0.0.1:{port}/debug/health answered 503"),
+        (200, SERVICE, "it is not in the director's table"),
+        (200, WEIGHT_0, "its weight in the director's table is 0"),
+        (200, "", "the director has no virtual service 172.30.0.200:5000"),
+    ],
+)
+def test_wait_for_server_names_what_is_missing_at_the_timeout(
+    load, health_server, code, table, reason
+):
+    status, url = health_server
+    status["code"] = code
+    lvs = load("_modules", "lvs", salt={"cmd.run_all": _table_changing(table)})
+    port = url.split(":")[2].split("/")[0]
+    with pytest.raises(Exception) as raised:
+        lvs.wait_for_server(
+            "172.30.0.200", 5000, "172.30.0.31", health_url=url, timeout=0.3, interval=0.05
+        )
+    assert str(raised.value) == (
+        "real server 172.30.0.31:5000 of 172.30.0.200:5000 is not in service after 0.3 s: "
+        + reason.format(port=port)
+    )
+
+
+def test_wait_for_server_refuses_bad_input_before_reading_the_table(lvs):
+    with pytest.raises(SaltInvocationError, match="'soon'"):
+        lvs.wait_for_server("172.30.0.200", 5000, "172.30.0.31", timeout="soon")
+    with pytest.raises(SaltInvocationError, match="not-an-ip"):
+        lvs.wait_for_server("172.30.0.200", 5000, "not-an-ip")

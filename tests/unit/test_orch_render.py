@@ -1,0 +1,56 @@
+"""The orchestration SLS files rendered with Salt for the master of the local inventory: the
+steps, their order and their requisites (what the cluster tests then run for real)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.state_render import StateRenderer, state_args
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory):
+    return StateRenderer(tmp_path_factory.mktemp("orch"), "master")
+
+
+def requisites(args: dict, kind: str) -> list[str]:
+    return [f"{k}: {v}" for item in args.get(kind, []) for k, v in item.items()]
+
+
+def test_registry_gc_flips_one_registry_at_a_time_behind_a_readiness_gate(master):
+    rendered = master.show_sls("orch.registry_gc")
+    # Read-only in turn, each flip waiting for the one before to be back in the director's table.
+    assert requisites(state_args(rendered, "read-only-registry2"), "require") == [
+        "test: ready-read-only-registry1"
+    ]
+    assert requisites(state_args(rendered, "collect"), "require") == [
+        "test: ready-read-only-registry2"
+    ]
+    assert requisites(state_args(rendered, "read-write-registry1"), "require") == ["salt: collect"]
+    assert requisites(state_args(rendered, "read-write-registry2"), "require") == [
+        "test: ready-read-write-registry1"
+    ]
+    for phase in ("read-only", "read-write", "restore"):
+        for node, address in (("registry1", "172.30.0.31"), ("registry2", "172.30.0.32")):
+            gate = state_args(rendered, f"ready-{phase}-{node}-on-lvs1")
+            assert gate["fun"] == "salt.function" and gate["name"] == "ipvs.wait_for_server"
+            assert gate["tgt"] == "lvs1"
+            assert gate["arg"] == ["172.30.0.200", 5000, address]
+            assert gate["kwarg"]["health_url"] == f"http://{address}:5001/debug/health"
+            assert requisites(gate, "require") == [f"salt: {phase}-{node}"]
+            assert requisites(gate, "require_in") == [f"test: ready-{phase}-{node}"]
+
+
+def test_registry_gc_restores_read_write_only_when_the_collection_failed(master):
+    rendered = master.show_sls("orch.registry_gc")
+    first, second = (state_args(rendered, f"restore-{n}") for n in ("registry1", "registry2"))
+    assert requisites(first, "onfail") == ["salt: collect"]
+    assert requisites(second, "onfail") == ["salt: collect"]
+    assert requisites(second, "require") == ["test: ready-restore-registry1"]
+    # The gates of a restore that did not run must not wait either.
+    for step in ("ready-restore-registry1", "ready-restore-registry1-on-lvs1"):
+        assert requisites(state_args(rendered, step), "onfail") == ["salt: collect"]
+    assert "pillar" not in first, "restore must put the registry back to read-write"
+    assert state_args(rendered, "read-only-registry1")["pillar"] == {
+        "registry": {"read_only": True}
+    }
