@@ -12,8 +12,12 @@ protocol (``tcp``/``udp``), scheduler (ipvsadm's list), forwarding method (``dr`
 ``tunnel``) and weight (0 to 2147483647; 0 takes a server out of rotation without removing it).
 
 For directors that are not driven by keepalived: the ``lvs`` state (the registry VIP) lets
-keepalived own the table, and keepalived would undo changes made here. The ``lvs_service`` state
+keepalived own the table, and keepalived would undo changes made here. The ``ipvs_service`` state
 builds on this module.
+
+Named ``ipvs``, not ``lvs``: Salt (up to 3007) ships an ``lvs`` module and ``lvs_service`` and
+``lvs_server`` states with other signatures, and a custom module replaces Salt's of the same
+name on the minion, which breaks Salt's states that call it (tests/unit/test_salt_names.py).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any
 import salt.utils.path
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-__virtualname__ = "lvs"
+__virtualname__ = "ipvs"
 
 IPVSADM = "ipvsadm"
 PROTOCOLS = {"tcp": "-t", "udp": "-u"}
@@ -41,7 +45,7 @@ MAX_WEIGHT = 2**31 - 1
 
 def __virtual__() -> str | tuple[bool, str]:
     if not salt.utils.path.which(IPVSADM):
-        return (False, "lvs: ipvsadm is not installed (Debian package ipvsadm)")
+        return (False, "ipvs: ipvsadm is not installed (Debian package ipvsadm)")
     return __virtualname__
 
 
@@ -55,7 +59,7 @@ def check_address(address: Any, what: str = "address") -> str:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_address 172.30.0.200
+        salt lvs1 ipvs.check_address 172.30.0.200
     """
     try:
         return str(ipaddress.ip_address(str(address).strip("[]")))
@@ -72,7 +76,7 @@ def check_port(port: Any, what: str = "port") -> int:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_port 5000
+        salt lvs1 ipvs.check_port 5000
     """
     try:
         value = int(str(port), 10)
@@ -90,7 +94,7 @@ def check_protocol(protocol: Any) -> str:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_protocol tcp
+        salt lvs1 ipvs.check_protocol tcp
     """
     if not isinstance(protocol, str) or protocol.lower() not in PROTOCOLS:
         raise SaltInvocationError(
@@ -112,7 +116,7 @@ def check_scheduler(scheduler: Any) -> str:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_scheduler wlc
+        salt lvs1 ipvs.check_scheduler wlc
     """
     return _one_of(scheduler, SCHEDULERS, "scheduler")
 
@@ -124,7 +128,7 @@ def check_forwarding(forwarding: Any) -> str:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_forwarding dr
+        salt lvs1 ipvs.check_forwarding dr
     """
     return _one_of(forwarding, FORWARDING, "forwarding method")
 
@@ -136,7 +140,7 @@ def check_weight(weight: Any) -> int:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_weight 1
+        salt lvs1 ipvs.check_weight 1
     """
     try:
         value = int(str(weight), 10)
@@ -160,7 +164,7 @@ def check_server(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_server '{"address": "172.30.0.31"}' 5000
+        salt lvs1 ipvs.check_server '{"address": "172.30.0.31"}' 5000
     """
     if not isinstance(server, dict) or "address" not in server:
         raise SaltInvocationError(
@@ -213,7 +217,7 @@ def parse_save(text: str) -> list[dict[str, Any]]:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.parse_save "$(ipvsadm -S -n)"
+        salt lvs1 ipvs.parse_save "$(ipvsadm -S -n)"
     """
     services: list[dict[str, Any]] = []
     by_key: dict[tuple, dict[str, Any]] = {}
@@ -313,7 +317,7 @@ def services() -> list[dict[str, Any]]:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.services
+        salt lvs1 ipvs.services
     """
     return parse_save(_run(["-S", "-n"]))
 
@@ -325,7 +329,7 @@ def service(address: str, port: int, protocol: str = "tcp") -> dict[str, Any] | 
 
     .. code-block:: bash
 
-        salt lvs1 lvs.service 172.30.0.200 5000
+        salt lvs1 ipvs.service 172.30.0.200 5000
     """
     protocol = check_protocol(protocol)
     address = check_address(address, "service address")
@@ -367,7 +371,7 @@ def add_service(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.add_service 172.30.0.200 5000 scheduler=rr
+        salt lvs1 ipvs.add_service 172.30.0.200 5000 scheduler=rr
     """
     return _set_service("-A", address, port, protocol, scheduler, persistent)
 
@@ -385,7 +389,7 @@ def edit_service(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.edit_service 172.30.0.200 5000 scheduler=wrr
+        salt lvs1 ipvs.edit_service 172.30.0.200 5000 scheduler=wrr
     """
     return _set_service("-E", address, port, protocol, scheduler, persistent)
 
@@ -397,7 +401,7 @@ def delete_service(address: str, port: int, protocol: str = "tcp") -> bool:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.delete_service 172.30.0.200 5000
+        salt lvs1 ipvs.delete_service 172.30.0.200 5000
     """
     _run(["-D", *_service_args(address, port, protocol)])
     return True
@@ -448,7 +452,7 @@ def add_server(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.add_server 172.30.0.200 5000 172.30.0.31 forwarding=dr weight=1
+        salt lvs1 ipvs.add_server 172.30.0.200 5000 172.30.0.31 forwarding=dr weight=1
     """
     _run(
         [
@@ -476,7 +480,7 @@ def edit_server(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.edit_server 172.30.0.200 5000 172.30.0.31 weight=0
+        salt lvs1 ipvs.edit_server 172.30.0.200 5000 172.30.0.31 weight=0
     """
     _run(
         [
@@ -502,7 +506,7 @@ def delete_server(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.delete_server 172.30.0.200 5000 172.30.0.31
+        salt lvs1 ipvs.delete_server 172.30.0.200 5000 172.30.0.31
     """
     svc = _service_args(service_address, service_port, protocol)
     address = check_address(address, "real server address")
