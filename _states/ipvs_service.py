@@ -86,6 +86,8 @@ def present(
     (``dr``, the default, ``nat`` or ``tunnel``). Every value is checked before anything changes.
     In test mode the changes are predicted exactly and nothing is done.
 
+    SLS Example:
+
     .. code-block:: yaml
 
         registry-vip:
@@ -186,6 +188,8 @@ def present(
 
 def absent(name: str, address: str, port: int, protocol: str = "tcp"):
     """No virtual service ``protocol address:port`` (its real servers go with it).
+
+    SLS Example:
 
     .. code-block:: yaml
 
