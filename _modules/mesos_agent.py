@@ -119,7 +119,11 @@ def converged(sls: str = "mesos.agent") -> dict[str, int]:
         # A render error or a refused run comes back as a list of messages.
         raise CommandExecutionError(f"{sls} did not run in test mode: {result}")
     pending = []
-    for key, ret in sorted(result.items(), key=lambda kv: kv[1].get("__run_num__", 0)):
+
+    def run_order(item):
+        return item[1].get("__run_num__", 0) if isinstance(item[1], dict) else -1
+
+    for key, ret in sorted(result.items(), key=run_order):
         if not isinstance(ret, dict):
             pending.append(f"{key}: {ret}")
         elif ret.get("result") is not True or ret.get("changes"):

@@ -112,3 +112,12 @@ def test_the_reset_orchestration_verifies_with_a_test_mode_check(tmp_path):
     assert verify["name"] == "mesos_agent.converged"
     assert verify["tgt"] == "agent-fat"
     assert {"salt": "up"} in [dict(r) for r in verify["require"]]
+
+
+def test_an_sls_that_does_not_render_fails(minion, tmp_path):
+    call, _ = minion
+    (tmp_path / "states" / "mesos" / "agent.sls").write_text("{{ raise('bad pillar value') }}\n")
+    proc = call("mesos_agent.converged")
+    assert proc.returncode != 0, proc.stdout
+    output = proc.stdout + proc.stderr
+    assert "mesos.agent did not run in test mode" in output and "bad pillar value" in output, output
