@@ -97,3 +97,42 @@ def reset_checkpoint(work_dir: str = WORK_DIR) -> bool:
     else:
         shutil.rmtree(latest)
     return True
+
+
+def converged(sls: str = "mesos.agent") -> dict[str, int]:
+    """Run ``sls`` in test mode on this node and fail (with the states named) unless it would
+    change nothing; nothing is changed either way.
+
+    The reset orchestration's last step calls this: ``salt.state`` with ``test: True`` succeeds
+    even when changes are predicted, and a real apply would hide a change it makes itself. A
+    state that fails, one whose result is None ("would change") and one with predicted changes
+    all count. Returns the number of states checked.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt agent-fat mesos_agent.converged
+    """
+    result = __salt__["state.sls"](sls, test=True)
+    if not isinstance(result, dict):
+        # A render error or a refused run comes back as a list of messages.
+        raise CommandExecutionError(f"{sls} did not run in test mode: {result}")
+    pending = []
+
+    def run_order(item):
+        return item[1].get("__run_num__", 0) if isinstance(item[1], dict) else -1
+
+    for key, ret in sorted(result.items(), key=run_order):
+        if not isinstance(ret, dict):
+            pending.append(f"{key}: {ret}")
+        elif ret.get("result") is not True or ret.get("changes"):
+            state_id = ret.get("__id__", key)
+            why = "fails" if ret.get("result") is False else "would change"
+            comment = " ".join(str(ret.get("comment", "")).split())
+            pending.append(f"{state_id} {why}" + (f": {comment}" if comment else ""))
+    if pending:
+        raise CommandExecutionError(
+            f"{sls} is not converged on this node; test mode predicts: " + "; ".join(pending)
+        )
+    return {"states": len(result)}

@@ -339,6 +339,8 @@ def vip_problem(address: Any) -> str | None:
     in a registry's certificate; the registry and lvs states call this when they render, so a
     bad VIP stops them before anything changes.
 
+    CLI Example:
+
     .. code-block:: bash
 
         salt lvs1 registry.vip_problem 172.30.0.200

@@ -23,6 +23,8 @@ def leader(name: str, timeout: float = 120) -> dict[str, Any]:
     """Wait for the datacenter to elect a leader and, on the server that holds the ACL master
     token, for the ACL system to leave legacy mode; steps that write to Consul require this.
 
+    SLS Example:
+
     .. code-block:: yaml
 
         consul-leader:
@@ -44,6 +46,8 @@ def leader(name: str, timeout: float = 120) -> dict[str, Any]:
 
 def policy_present(name: str, rules: str, description: str = "") -> dict[str, Any]:
     """The ACL policy ``name`` has exactly ``rules``.
+
+    SLS Example:
 
     .. code-block:: yaml
 
@@ -84,6 +88,8 @@ def policy_present(name: str, rules: str, description: str = "") -> dict[str, An
 def token_present(name: str, secret_id: str, policies: list[str], description: str = ""):
     """The token with ``secret_id`` (generated on the master) exists, linked to ``policies``.
     ``name`` labels the token; the secret never appears in the state's output.
+
+    SLS Example:
 
     .. code-block:: yaml
 

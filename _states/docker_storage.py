@@ -38,6 +38,15 @@ def preflight(name: str = "/var/lib/docker", driver: str = "overlay2") -> dict[s
     The result is the same in test mode: the check has no side effects beyond a temporary
     probe directory, and a ``test=True`` run should show a failing check as failing.
 
+    SLS Example:
+
+    .. code-block:: yaml
+
+        docker-storage-preflight:
+          docker_storage.preflight:
+            - name: /var/lib/docker
+            - driver: overlay2
+
     CLI Example:
 
     .. code-block:: bash

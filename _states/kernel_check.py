@@ -37,6 +37,14 @@ def min_version(name: str) -> dict[str, Any]:
     The result is the same in test mode: nothing would change either way, so reporting
     ``None`` ("would change") would hide a failing check from ``test=True`` runs.
 
+    SLS Example:
+
+    .. code-block:: yaml
+
+        kernel-minimum:
+          kernel_check.min_version:
+            - name: "4.4.27"   # quoted: YAML reads 4.10 as the float 4.1
+
     CLI Example:
 
     .. code-block:: bash

@@ -170,6 +170,18 @@ def present(
     force
         Cancel a deployment that holds the app instead of failing on it.
 
+    SLS Example:
+
+    .. code-block:: yaml
+
+        /web:
+          marathon_app.present:
+            - app:
+                cmd: exec python3 -m http.server $PORT0
+                instances: 2
+                mem: 64
+            - timeout: 300
+
     CLI Example:
 
     .. code-block:: bash
@@ -243,6 +255,14 @@ def absent(name: str, wait: bool = True, timeout: float = 300, force: bool = Fal
     """
     Ensure the app ``name`` does not exist (its tasks are killed).
 
+    SLS Example:
+
+    .. code-block:: yaml
+
+        /old-web:
+          marathon_app.absent:
+            - timeout: 120
+
     CLI Example:
 
     .. code-block:: bash
@@ -282,6 +302,14 @@ def scaled(
     """
     Ensure the existing app ``name`` runs ``instances`` instances (a scaling-only change:
     running tasks are kept).
+
+    SLS Example:
+
+    .. code-block:: yaml
+
+        /web:
+          marathon_app.scaled:
+            - instances: 3
 
     CLI Example:
 

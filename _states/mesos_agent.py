@@ -27,6 +27,8 @@ def attributes(name: str, attributes: dict, work_dir: str = "/var/lib/mesos", re
     the state fails and changes nothing, unless ``reset`` is True (set by the drain orchestration
     after the agent was drained): then the checkpoint is removed and the new attributes written.
 
+    SLS Example:
+
     .. code-block:: yaml
 
         mesos-agent-attributes:

@@ -53,6 +53,14 @@ def tagged(
     url, username, password, ca_file
         Override the connection settings from ``registry:client``.
 
+    SLS Example:
+
+    .. code-block:: yaml
+
+        team/web:stable:
+          registry_image.tagged:
+            - source: team/web:1.4.2
+
     CLI Example:
 
     .. code-block:: bash

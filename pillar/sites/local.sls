@@ -8,9 +8,6 @@ base:
     # The clock is the host's: chronyd runs with -x.
     set_clock: False
 
-kernel:
-  min_version: 4.4.27
-
 docker:
   storage_driver: overlay2
   log_driver: syslog

@@ -1,8 +1,8 @@
-{#- Refuse a kernel older than pillar kernel:min_version, before any other state runs
-    (order 1 with failhard: a failure stops the whole run). -#}
-{%- set min_version = salt['pillar.get']('kernel:min_version', '4.4.27') %}
+{#- Refuse a kernel older than pillar kernel:min_version (kernel/defaults.yaml), before any other
+    state runs (order 1 with failhard: a failure stops the whole run). -#}
+{%- from 'kernel/map.jinja' import kernel with context %}
 kernel-min-version:
   kernel_check.min_version:
-    - name: '{{ min_version }}'
+    - name: {{ kernel.min_version | string | json }}
     - order: 1
     - failhard: True

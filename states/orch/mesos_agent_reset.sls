@@ -6,7 +6,8 @@
     its agent info (Mesos would refuse to start it). This run: drains the agent through Mesos
     maintenance (Marathon moves its tasks), applies mesos.agent with the reset flag (removes the
     checkpoint, writes the new attributes), restarts the agent, re-applies the scheduler's role on
-    the operator node, brings the agent up, and verifies that mesos.agent has nothing left to do.
+    the operator node, brings the agent up, and verifies that mesos.agent has nothing left to do
+    (a test-mode run that fails on any predicted change: mesos_agent.converged).
 -#}
 {%- set agent = salt['pillar.get']('agent', '') %}
 {%- set agents = salt['pillar.get']('saltyard:members:mesos-agent', []) | map(attribute='name') | list %}
@@ -72,11 +73,14 @@ up:
     - require:
       - salt: scheduler
 
-# Converged: a plain mesos.agent run (no reset flag) has nothing left to change.
+# Converged: mesos.agent without the reset flag, in test mode, predicts no change. Not a
+# salt.state step: with test: True it succeeds whatever it predicts, and a real apply would make
+# the change it should report. mesos_agent.converged (_modules/mesos_agent.py) runs the test-mode
+# run on the agent and raises, naming the states, on any predicted change or failure; the
+# minion's non-zero retcode fails this step and the orchestration.
 verify:
-  salt.state:
+  salt.function:
+    - name: mesos_agent.converged
     - tgt: {{ agent }}
-    - sls:
-      - mesos.agent
     - require:
       - salt: up

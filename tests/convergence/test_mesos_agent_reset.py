@@ -4,6 +4,7 @@ reset it for an attribute change, bring it back; and its refusal of a bad agent 
 from __future__ import annotations
 
 import json
+import shlex
 import time
 
 import pytest
@@ -29,6 +30,15 @@ def orchestrate(cluster, agent: str) -> tuple[int, str]:
         ],
         check=False,
     )
+
+
+def orchestration_steps(text: str) -> dict[str, dict]:
+    """The steps' results in `salt-run --out=json state.orchestrate` output, by state id (the
+    output may carry warnings before the JSON)."""
+    start = text.index("{")
+    result, _ = json.JSONDecoder().raw_decode(text[start:])
+    (steps,) = result["data"].values()
+    return {key.split("_|-")[1]: {"key": key, **ret} for key, ret in steps.items()}
 
 
 def spread_app(image: str) -> dict:
@@ -91,6 +101,13 @@ def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
 
         code, text = orchestrate(cluster, drained)
         assert code == 0, text
+        # The last step checks in test mode and applies nothing: a salt.function step calling
+        # mesos_agent.converged, whose return is the count of states it checked (an apply, as
+        # salt.state would be, returns state results).
+        verify = orchestration_steps(text)["verify"]
+        assert verify["key"].endswith("_|-function") and verify["result"] is True, verify
+        assert verify["name"] == "mesos_agent.converged", verify
+        assert verify["changes"]["ret"][drained]["states"] > 0, verify
 
         assert not h.file(CHECKPOINT).exists
         assert h.file("/etc/mesos-slave/attributes").listdir() == ["env"]
@@ -119,3 +136,21 @@ def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
         cluster.salt(
             [control], "state.single", "marathon_app.absent", f"name={APP_ID}", "force=True"
         )
+
+
+def test_converged_check_names_a_pending_change_and_changes_nothing(cluster, converged):
+    """What the orchestration's verify step runs: a test-mode mesos.agent that fails on a
+    predicted change and leaves it for the next real run."""
+    agent = next(n.name for n in cluster.nodes if n.has_role("mesos-agent"))
+    flag = "/etc/mesos-slave/executor_registration_timeout"
+    original = cluster.exec(agent, ["cat", flag])[1]
+    cluster.exec(agent, ["sh", "-c", f"echo 1mins > {flag}"])
+    try:
+        ret = cluster.salt([agent], "mesos_agent.converged")[agent]
+        assert isinstance(ret, str) and "not converged" in ret, ret
+        assert "mesos-agent-flag-executor_registration_timeout would change" in ret, ret
+        assert cluster.exec(agent, ["cat", flag])[1].strip() == "1mins"
+    finally:
+        cluster.exec(agent, ["sh", "-c", f"printf %s {shlex.quote(original)} > {flag}"])
+    ret = cluster.salt([agent], "mesos_agent.converged")[agent]
+    assert isinstance(ret, dict) and ret["states"] > 0, ret

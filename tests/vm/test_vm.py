@@ -5,7 +5,7 @@ Needs root, a Docker engine, qemu-system-x86 and /dev/net/tun; the first run bui
 from the Debian mirror (about two minutes), later runs find it cached. Booting takes about half a
 minute. Nothing here touches the local cluster or its network.
 
-In the same boot, the LVS parts (docs/lvs.md): the lvs module and lvs_service state run against
+In the same boot, the LVS parts (docs/lvs.md): the ipvs module and ipvs_service state run against
 the VM's ipvsadm; keepalived checks the keepalived.conf that the lvs state renders; and with that
 configuration the VM directs a VIP by direct routing to two containers on the test network (set
 up as registry/vip.sls sets up a registry), one of which is then removed.
@@ -233,7 +233,7 @@ def test_cluster_exec_and_testinfra_reach_the_vm(booted, vm_inventory, monkeypat
     assert h.file("/root/.ssh/authorized_keys").mode == 0o600
 
 
-# --- LVS: the lvs module and state against the VM's ipvsadm, keepalived with the lvs state's
+# --- LVS: the ipvs module and state against the VM's ipvsadm, keepalived with the lvs state's
 # configuration, and the registry VIP by direct routing across the Docker bridge ---------------
 
 REPO = Path(__file__).resolve().parents[2]
@@ -255,7 +255,7 @@ def _load(kind: str, name: str, salt: dict, test: bool = False):
 
 @pytest.fixture(scope="module")
 def vm_run_all(booted):
-    """Salt's cmd.run_all, run in the VM over one shared SSH connection: what the lvs module
+    """Salt's cmd.run_all, run in the VM over one shared SSH connection: what the ipvs module
     runs is the VM's own ipvsadm against the VM's kernel."""
     control = ["-o", "ControlMaster=auto", "-o", f"ControlPath={booted / 'ssh-%C'}"]
     control += ["-o", "ControlPersist=120"]
@@ -281,11 +281,11 @@ def vm_run_all(booted):
 
 
 @pytest.fixture(scope="module")
-def lvs_mods(vm_run_all):
+def ipvs_mods(vm_run_all):
     salt = {"cmd.run_all": vm_run_all}
-    module = _load("_modules", "lvs", salt)
-    salt.update({f"lvs.{n}": getattr(module, n) for n in dir(module) if not n.startswith("_")})
-    states = {test: _load("_states", "lvs_service", salt, test=test) for test in (False, True)}
+    module = _load("_modules", "ipvs", salt)
+    salt.update({f"ipvs.{n}": getattr(module, n) for n in dir(module) if not n.startswith("_")})
+    states = {test: _load("_states", "ipvs_service", salt, test=test) for test in (False, True)}
     return module, states
 
 
@@ -296,8 +296,8 @@ def _servers(service: dict | None) -> list[tuple]:
     )
 
 
-def test_lvs_module_and_state_against_the_real_ipvsadm(booted, lvs_mods):
-    lvs, state = lvs_mods
+def test_ipvs_module_and_state_against_the_real_ipvsadm(booted, ipvs_mods):
+    ipvs, state = ipvs_mods
     sh(booted, "modprobe ip_vs && ipvsadm -C")
     servers = [{"address": "172.31.99.31"}, {"address": "172.31.99.32"}]
     try:
@@ -305,11 +305,11 @@ def test_lvs_module_and_state_against_the_real_ipvsadm(booted, lvs_mods):
         predicted = state[True].present("vip", MODULE_VIP, 5000, servers=servers)
         assert predicted["result"] is None, predicted
         assert predicted["changes"]["service"] == {"old": None, "new": {"scheduler": "wlc"}}
-        assert lvs.services() == []
+        assert ipvs.services() == []
         applied = state[False].present("vip", MODULE_VIP, 5000, servers=servers)
         assert applied["result"] is True, applied
         assert applied["changes"] == predicted["changes"]
-        service = lvs.service(MODULE_VIP, 5000)
+        service = ipvs.service(MODULE_VIP, 5000)
         assert service["scheduler"] == "wlc"
         assert _servers(service) == [
             ("172.31.99.31", 5000, "dr", 1),
@@ -344,10 +344,10 @@ def test_lvs_module_and_state_against_the_real_ipvsadm(booted, lvs_mods):
                 ],
             },
         }
-        assert _servers(lvs.service(MODULE_VIP, 5000))[1][0] == "172.31.99.32"  # unchanged yet
+        assert _servers(ipvs.service(MODULE_VIP, 5000))[1][0] == "172.31.99.32"  # unchanged yet
         applied = state[False].present("vip", MODULE_VIP, 5000, scheduler="rr", servers=edited)
         assert applied["result"] is True and applied["changes"] == predicted["changes"], applied
-        service = lvs.service(MODULE_VIP, 5000)
+        service = ipvs.service(MODULE_VIP, 5000)
         assert service["scheduler"] == "rr"
         assert _servers(service) == [
             ("172.31.99.31", 5000, "dr", 3),
@@ -355,26 +355,26 @@ def test_lvs_module_and_state_against_the_real_ipvsadm(booted, lvs_mods):
         ]
 
         # The module alone: NAT to another port, an edit, a delete; ipvsadm's own errors.
-        assert lvs.add_service(MODULE_VIP, 8080, "udp", "sh")
-        assert lvs.add_server(MODULE_VIP, 8080, "172.31.99.41", 9090, "udp", "nat", 2)
-        assert lvs.edit_server(MODULE_VIP, 8080, "172.31.99.41", 9090, "udp", "nat", 0)
-        assert _servers(lvs.service(MODULE_VIP, 8080, "udp")) == [("172.31.99.41", 9090, "nat", 0)]
+        assert ipvs.add_service(MODULE_VIP, 8080, "udp", "sh")
+        assert ipvs.add_server(MODULE_VIP, 8080, "172.31.99.41", 9090, "udp", "nat", 2)
+        assert ipvs.edit_server(MODULE_VIP, 8080, "172.31.99.41", 9090, "udp", "nat", 0)
+        assert _servers(ipvs.service(MODULE_VIP, 8080, "udp")) == [("172.31.99.41", 9090, "nat", 0)]
         with pytest.raises(Exception, match="Service already exists"):
-            lvs.add_service(MODULE_VIP, 8080, "udp")
-        assert lvs.delete_server(MODULE_VIP, 8080, "172.31.99.41", 9090, "udp")
+            ipvs.add_service(MODULE_VIP, 8080, "udp")
+        assert ipvs.delete_server(MODULE_VIP, 8080, "172.31.99.41", 9090, "udp")
         with pytest.raises(Exception, match="No such destination"):
-            lvs.delete_server(MODULE_VIP, 8080, "172.31.99.41", 9090, "udp")
-        assert lvs.edit_service(MODULE_VIP, 8080, "udp", "wrr", persistent=60)
-        udp = lvs.service(MODULE_VIP, 8080, "udp")
+            ipvs.delete_server(MODULE_VIP, 8080, "172.31.99.41", 9090, "udp")
+        assert ipvs.edit_service(MODULE_VIP, 8080, "udp", "wrr", persistent=60)
+        udp = ipvs.service(MODULE_VIP, 8080, "udp")
         assert (udp["scheduler"], udp["persistent"], udp["servers"]) == ("wrr", 60, [])
-        assert lvs.delete_service(MODULE_VIP, 8080, "udp")
+        assert ipvs.delete_service(MODULE_VIP, 8080, "udp")
 
         # absent: predicted, done, then nothing to do.
         predicted = state[True].absent("vip", MODULE_VIP, 5000)
-        assert predicted["result"] is None and lvs.service(MODULE_VIP, 5000) is not None
+        assert predicted["result"] is None and ipvs.service(MODULE_VIP, 5000) is not None
         assert state[False].absent("vip", MODULE_VIP, 5000)["result"] is True
         assert state[False].absent("vip", MODULE_VIP, 5000)["changes"] == {}
-        assert lvs.services() == []
+        assert ipvs.services() == []
     finally:
         sh(booted, "ipvsadm -C")
 

@@ -1,6 +1,7 @@
-"""State: an IPVS virtual service and exactly its real servers (through the ``lvs`` module).
+"""State: an IPVS virtual service and exactly its real servers (through the ``ipvs`` module).
 
 For directors that are not run by keepalived (the registry VIP's director is: see states/lvs).
+Named ``ipvs_service``, not ``lvs_service``, which is Salt's own state (up to 3007).
 """
 
 from __future__ import annotations
@@ -9,14 +10,14 @@ from typing import Any
 
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-__virtualname__ = "lvs_service"
+__virtualname__ = "ipvs_service"
 
 _SERVER_FIELDS = ("forwarding", "weight")
 
 
 def __virtual__() -> str | tuple[bool, str]:
-    if "lvs.services" not in __salt__:
-        return (False, "lvs_service: the lvs execution module is not available (ipvsadm?)")
+    if "ipvs.services" not in __salt__:
+        return (False, "ipvs_service: the ipvs execution module is not available (ipvsadm?)")
     return __virtualname__
 
 
@@ -85,10 +86,12 @@ def present(
     (``dr``, the default, ``nat`` or ``tunnel``). Every value is checked before anything changes.
     In test mode the changes are predicted exactly and nothing is done.
 
+    SLS Example:
+
     .. code-block:: yaml
 
         registry-vip:
-          lvs_service.present:
+          ipvs_service.present:
             - address: 172.30.0.200
             - port: 5000
             - scheduler: wlc
@@ -99,20 +102,20 @@ def present(
     ret: dict[str, Any] = {"name": name, "changes": {}, "result": True, "comment": ""}
     check = __salt__
     try:
-        protocol = check["lvs.check_protocol"](protocol)
-        address = check["lvs.check_address"](address, "service address")
-        port = check["lvs.check_port"](port, "service port")
-        scheduler = check["lvs.check_scheduler"](scheduler)
+        protocol = check["ipvs.check_protocol"](protocol)
+        address = check["ipvs.check_address"](address, "service address")
+        port = check["ipvs.check_port"](port, "service port")
+        scheduler = check["ipvs.check_scheduler"](scheduler)
         if servers is not None and not isinstance(servers, list):
             raise SaltInvocationError(f"servers must be a list of mappings, got {servers!r}")
         desired: dict[str, dict] = {}
         for server in servers or []:
-            checked = check["lvs.check_server"](server, port)
+            checked = check["ipvs.check_server"](server, port)
             key = _endpoint(checked)
             if key in desired:
                 raise SaltInvocationError(f"real server {key} is listed twice")
             desired[key] = checked
-        current = __salt__["lvs.service"](address, port, protocol)
+        current = __salt__["ipvs.service"](address, port, protocol)
     except (SaltInvocationError, CommandExecutionError) as exc:
         ret["result"] = False
         ret["comment"] = f"{protocol} {address}:{port}: {exc}"
@@ -133,15 +136,15 @@ def present(
 
     try:
         if current is None:
-            __salt__["lvs.add_service"](address, port, protocol, scheduler)
+            __salt__["ipvs.add_service"](address, port, protocol, scheduler)
         elif "service" in changes:
             # The state does not manage persistence: keep what the service has.
-            __salt__["lvs.edit_service"](
+            __salt__["ipvs.edit_service"](
                 address, port, protocol, scheduler, current.get("persistent")
             )
         servers_plan = changes.get("servers", {})
         for server in servers_plan.get("added", []):
-            __salt__["lvs.add_server"](
+            __salt__["ipvs.add_server"](
                 address,
                 port,
                 server["address"],
@@ -152,7 +155,7 @@ def present(
             )
         for change in servers_plan.get("changed", []):
             server = desired[change["server"]]
-            __salt__["lvs.edit_server"](
+            __salt__["ipvs.edit_server"](
                 address,
                 port,
                 server["address"],
@@ -163,10 +166,10 @@ def present(
             )
         # Removed last, so that the service keeps its capacity while it changes.
         for server in servers_plan.get("removed", []):
-            __salt__["lvs.delete_server"](
+            __salt__["ipvs.delete_server"](
                 address, port, server["address"], server["port"], protocol
             )
-        after = __salt__["lvs.service"](address, port, protocol)
+        after = __salt__["ipvs.service"](address, port, protocol)
     except CommandExecutionError as exc:
         ret["result"] = False
         ret["comment"] = f"virtual service {service_name}: {exc}"
@@ -186,19 +189,21 @@ def present(
 def absent(name: str, address: str, port: int, protocol: str = "tcp"):
     """No virtual service ``protocol address:port`` (its real servers go with it).
 
+    SLS Example:
+
     .. code-block:: yaml
 
         old-vip:
-          lvs_service.absent:
+          ipvs_service.absent:
             - address: 172.30.0.201
             - port: 5000
     """
     ret: dict[str, Any] = {"name": name, "changes": {}, "result": True, "comment": ""}
     try:
-        protocol = __salt__["lvs.check_protocol"](protocol)
-        address = __salt__["lvs.check_address"](address, "service address")
-        port = __salt__["lvs.check_port"](port, "service port")
-        current = __salt__["lvs.service"](address, port, protocol)
+        protocol = __salt__["ipvs.check_protocol"](protocol)
+        address = __salt__["ipvs.check_address"](address, "service address")
+        port = __salt__["ipvs.check_port"](port, "service port")
+        current = __salt__["ipvs.service"](address, port, protocol)
     except (SaltInvocationError, CommandExecutionError) as exc:
         ret["result"] = False
         ret["comment"] = f"{protocol} {address}:{port}: {exc}"
@@ -213,8 +218,8 @@ def absent(name: str, address: str, port: int, protocol: str = "tcp"):
         ret["comment"] = f"virtual service {service_name} would be deleted"
         return ret
     try:
-        __salt__["lvs.delete_service"](address, port, protocol)
-        after = __salt__["lvs.service"](address, port, protocol)
+        __salt__["ipvs.delete_service"](address, port, protocol)
+        after = __salt__["ipvs.service"](address, port, protocol)
     except CommandExecutionError as exc:
         ret["result"] = False
         ret["comment"] = f"virtual service {service_name}: {exc}"

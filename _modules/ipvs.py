@@ -12,8 +12,12 @@ protocol (``tcp``/``udp``), scheduler (ipvsadm's list), forwarding method (``dr`
 ``tunnel``) and weight (0 to 2147483647; 0 takes a server out of rotation without removing it).
 
 For directors that are not driven by keepalived: the ``lvs`` state (the registry VIP) lets
-keepalived own the table, and keepalived would undo changes made here. The ``lvs_service`` state
+keepalived own the table, and keepalived would undo changes made here. The ``ipvs_service`` state
 builds on this module.
+
+Named ``ipvs``, not ``lvs``: Salt (up to 3007) ships an ``lvs`` module and ``lvs_service`` and
+``lvs_server`` states with other signatures, and a custom module replaces Salt's of the same
+name on the minion, which breaks Salt's states that call it (tests/unit/test_salt_names.py).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import Any
 import salt.utils.path
 from salt.exceptions import CommandExecutionError, SaltInvocationError
 
-__virtualname__ = "lvs"
+__virtualname__ = "ipvs"
 
 IPVSADM = "ipvsadm"
 PROTOCOLS = {"tcp": "-t", "udp": "-u"}
@@ -44,7 +48,7 @@ MAX_WEIGHT = 2**31 - 1
 
 def __virtual__() -> str | tuple[bool, str]:
     if not salt.utils.path.which(IPVSADM):
-        return (False, "lvs: ipvsadm is not installed (Debian package ipvsadm)")
+        return (False, "ipvs: ipvsadm is not installed (Debian package ipvsadm)")
     return __virtualname__
 
 
@@ -58,7 +62,7 @@ def check_address(address: Any, what: str = "address") -> str:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_address 172.30.0.200
+        salt lvs1 ipvs.check_address 172.30.0.200
     """
     try:
         return str(ipaddress.ip_address(str(address).strip("[]")))
@@ -75,7 +79,7 @@ def check_port(port: Any, what: str = "port") -> int:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_port 5000
+        salt lvs1 ipvs.check_port 5000
     """
     try:
         value = int(str(port), 10)
@@ -93,7 +97,7 @@ def check_protocol(protocol: Any) -> str:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_protocol tcp
+        salt lvs1 ipvs.check_protocol tcp
     """
     if not isinstance(protocol, str) or protocol.lower() not in PROTOCOLS:
         raise SaltInvocationError(
@@ -115,7 +119,7 @@ def check_scheduler(scheduler: Any) -> str:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_scheduler wlc
+        salt lvs1 ipvs.check_scheduler wlc
     """
     return _one_of(scheduler, SCHEDULERS, "scheduler")
 
@@ -127,7 +131,7 @@ def check_forwarding(forwarding: Any) -> str:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_forwarding dr
+        salt lvs1 ipvs.check_forwarding dr
     """
     return _one_of(forwarding, FORWARDING, "forwarding method")
 
@@ -139,7 +143,7 @@ def check_weight(weight: Any) -> int:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_weight 1
+        salt lvs1 ipvs.check_weight 1
     """
     try:
         value = int(str(weight), 10)
@@ -163,7 +167,7 @@ def check_server(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.check_server '{"address": "172.30.0.31"}' 5000
+        salt lvs1 ipvs.check_server '{"address": "172.30.0.31"}' 5000
     """
     if not isinstance(server, dict) or "address" not in server:
         raise SaltInvocationError(
@@ -216,7 +220,7 @@ def parse_save(text: str) -> list[dict[str, Any]]:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.parse_save "$(ipvsadm -S -n)"
+        salt lvs1 ipvs.parse_save "$(ipvsadm -S -n)"
     """
     services: list[dict[str, Any]] = []
     by_key: dict[tuple, dict[str, Any]] = {}
@@ -316,7 +320,7 @@ def services() -> list[dict[str, Any]]:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.services
+        salt lvs1 ipvs.services
     """
     return parse_save(_run(["-S", "-n"]))
 
@@ -328,7 +332,7 @@ def service(address: str, port: int, protocol: str = "tcp") -> dict[str, Any] | 
 
     .. code-block:: bash
 
-        salt lvs1 lvs.service 172.30.0.200 5000
+        salt lvs1 ipvs.service 172.30.0.200 5000
     """
     protocol = check_protocol(protocol)
     address = check_address(address, "service address")
@@ -370,7 +374,7 @@ def add_service(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.add_service 172.30.0.200 5000 scheduler=rr
+        salt lvs1 ipvs.add_service 172.30.0.200 5000 scheduler=rr
     """
     return _set_service("-A", address, port, protocol, scheduler, persistent)
 
@@ -388,7 +392,7 @@ def edit_service(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.edit_service 172.30.0.200 5000 scheduler=wrr
+        salt lvs1 ipvs.edit_service 172.30.0.200 5000 scheduler=wrr
     """
     return _set_service("-E", address, port, protocol, scheduler, persistent)
 
@@ -400,7 +404,7 @@ def delete_service(address: str, port: int, protocol: str = "tcp") -> bool:
 
     .. code-block:: bash
 
-        salt lvs1 lvs.delete_service 172.30.0.200 5000
+        salt lvs1 ipvs.delete_service 172.30.0.200 5000
     """
     _run(["-D", *_service_args(address, port, protocol)])
     return True
@@ -451,7 +455,7 @@ def add_server(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.add_server 172.30.0.200 5000 172.30.0.31 forwarding=dr weight=1
+        salt lvs1 ipvs.add_server 172.30.0.200 5000 172.30.0.31 forwarding=dr weight=1
     """
     _run(
         [
@@ -479,7 +483,7 @@ def edit_server(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.edit_server 172.30.0.200 5000 172.30.0.31 weight=0
+        salt lvs1 ipvs.edit_server 172.30.0.200 5000 172.30.0.31 weight=0
     """
     _run(
         [
@@ -505,7 +509,7 @@ def delete_server(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.delete_server 172.30.0.200 5000 172.30.0.31
+        salt lvs1 ipvs.delete_server 172.30.0.200 5000 172.30.0.31
     """
     svc = _service_args(service_address, service_port, protocol)
     address = check_address(address, "real server address")

@@ -1,4 +1,4 @@
-"""The lvs execution module's parsing and checks, and the lvs_service state's plan, on ipvsadm
+"""The ipvs execution module's parsing and checks, and the ipvs_service state's plan, on ipvsadm
 output captured from the VM (Debian 12's kernel and ipvsadm 1.31; tests/unit/data/ipvsadm_*).
 
 The same module and state run against the real ipvsadm in tests/vm/test_vm.py.
@@ -17,13 +17,13 @@ def must_not_run(cmd, **_):
 
 
 @pytest.fixture
-def lvs(load):
-    return load("_modules", "lvs", salt={"cmd.run_all": must_not_run})
+def ipvs(load):
+    return load("_modules", "ipvs", salt={"cmd.run_all": must_not_run})
 
 
 @pytest.fixture
-def table(lvs, data):
-    return lvs.parse_save(data("ipvsadm_save_mixed.txt"))
+def table(ipvs, data):
+    return ipvs.parse_save(data("ipvsadm_save_mixed.txt"))
 
 
 def test_parse_save_of_every_kind_of_service(table):
@@ -74,8 +74,8 @@ def test_parse_save_agrees_with_the_listing(table, data):
     assert parsed == listed
 
 
-def test_parse_save_of_an_empty_table(lvs):
-    assert lvs.parse_save("") == []
+def test_parse_save_of_an_empty_table(ipvs):
+    assert ipvs.parse_save("") == []
 
 
 @pytest.mark.parametrize(
@@ -87,9 +87,9 @@ def test_parse_save_of_an_empty_table(lvs):
         "-A -t 1.2.3.4:80 -s",
     ],
 )
-def test_parse_save_names_a_line_it_does_not_understand(lvs, line):
+def test_parse_save_names_a_line_it_does_not_understand(ipvs, line):
     with pytest.raises(Exception, match="line 1"):
-        lvs.parse_save(line + "\n")
+        ipvs.parse_save(line + "\n")
 
 
 @pytest.mark.parametrize(
@@ -128,38 +128,38 @@ def test_parse_save_names_a_line_it_does_not_understand(lvs, line):
         ),
     ],
 )
-def test_bad_values_are_named_before_ipvsadm_runs(lvs, call, message):
+def test_bad_values_are_named_before_ipvsadm_runs(ipvs, call, message):
     name, *args = call
     with pytest.raises(SaltInvocationError) as err:
-        getattr(lvs, name)(*args)
+        getattr(ipvs, name)(*args)
     assert message in str(err.value)
 
 
-def test_checks_normalise(lvs):
-    assert lvs.check_address("[fd00::0200]") == "fd00::200"
-    assert lvs.check_port("5000") == 5000
-    assert lvs.check_protocol("TCP") == "tcp"
-    assert lvs.check_weight(0) == 0
-    assert lvs.check_server({"address": "172.30.0.41", "port": 8080, "forwarding": "nat"}, 80) == {
+def test_checks_normalise(ipvs):
+    assert ipvs.check_address("[fd00::0200]") == "fd00::200"
+    assert ipvs.check_port("5000") == 5000
+    assert ipvs.check_protocol("TCP") == "tcp"
+    assert ipvs.check_weight(0) == 0
+    assert ipvs.check_server({"address": "172.30.0.41", "port": 8080, "forwarding": "nat"}, 80) == {
         "address": "172.30.0.41",
         "port": 8080,
         "weight": 1,
         "forwarding": "nat",
     }
     with pytest.raises(SaltInvocationError, match=r"unknown keys \['wieght'\]"):
-        lvs.check_server({"address": "172.30.0.41", "wieght": 2}, 80)
+        ipvs.check_server({"address": "172.30.0.41", "wieght": 2}, 80)
     with pytest.raises(SaltInvocationError, match="invalid weight True"):
-        lvs.check_weight(True)
+        ipvs.check_weight(True)
 
 
 # --- the state's plan, on the captured table ----------------------------------------------------
 
 
 @pytest.fixture
-def state(load, lvs, table):
-    """lvs_service with the real checks, reading the captured table; test mode."""
-    salt = {name: getattr(lvs, name) for name in dir(lvs) if name.startswith("check_")}
-    salt = {f"lvs.{name}": func for name, func in salt.items()}
+def state(load, ipvs, table):
+    """ipvs_service with the real checks, reading the captured table; test mode."""
+    salt = {name: getattr(ipvs, name) for name in dir(ipvs) if name.startswith("check_")}
+    salt = {f"ipvs.{name}": func for name, func in salt.items()}
 
     def service(address, port, protocol="tcp"):
         for svc in table:
@@ -167,9 +167,9 @@ def state(load, lvs, table):
                 return svc
         return None
 
-    salt["lvs.service"] = service
-    salt["lvs.services"] = lambda: table
-    return load("_states", "lvs_service", salt=salt, test=True)
+    salt["ipvs.service"] = service
+    salt["ipvs.services"] = lambda: table
+    return load("_states", "ipvs_service", salt=salt, test=True)
 
 
 def test_test_mode_predicts_added_changed_and_removed_servers(state):
