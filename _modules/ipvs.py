@@ -552,7 +552,7 @@ def wait_for_server(
 
     .. code-block:: bash
 
-        salt lvs1 lvs.wait_for_server 172.30.0.200 5000 172.30.0.31 \\
+        salt lvs1 ipvs.wait_for_server 172.30.0.200 5000 172.30.0.31 \\
             health_url=http://172.30.0.31:5001/debug/health timeout=60
     """
     protocol = check_protocol(protocol)

@@ -298,10 +298,10 @@ WEIGHT_0 = SERVICE + "-a -t 172.30.0.200:5000 -r 172.30.0.31:5000 -g -w 0\n"
 def test_wait_for_server_returns_once_healthy_and_in_the_table(load, health_server):
     status, url = health_server
     status["code"] = 200
-    lvs = load(
-        "_modules", "lvs", salt={"cmd.run_all": _table_changing(SERVICE, WEIGHT_0, IN_SERVICE)}
+    ipvs = load(
+        "_modules", "ipvs", salt={"cmd.run_all": _table_changing(SERVICE, WEIGHT_0, IN_SERVICE)}
     )
-    found = lvs.wait_for_server(
+    found = ipvs.wait_for_server(
         "172.30.0.200", 5000, "172.30.0.31", health_url=url, timeout=10, interval=0.05
     )
     assert found["server"] == {
@@ -326,10 +326,10 @@ def test_wait_for_server_names_what_is_missing_at_the_timeout(
 ):
     status, url = health_server
     status["code"] = code
-    lvs = load("_modules", "lvs", salt={"cmd.run_all": _table_changing(table)})
+    ipvs = load("_modules", "ipvs", salt={"cmd.run_all": _table_changing(table)})
     port = url.split(":")[2].split("/")[0]
     with pytest.raises(Exception) as raised:
-        lvs.wait_for_server(
+        ipvs.wait_for_server(
             "172.30.0.200", 5000, "172.30.0.31", health_url=url, timeout=0.3, interval=0.05
         )
     assert str(raised.value) == (
@@ -338,8 +338,8 @@ def test_wait_for_server_names_what_is_missing_at_the_timeout(
     )
 
 
-def test_wait_for_server_refuses_bad_input_before_reading_the_table(lvs):
+def test_wait_for_server_refuses_bad_input_before_reading_the_table(ipvs):
     with pytest.raises(SaltInvocationError, match="'soon'"):
-        lvs.wait_for_server("172.30.0.200", 5000, "172.30.0.31", timeout="soon")
+        ipvs.wait_for_server("172.30.0.200", 5000, "172.30.0.31", timeout="soon")
     with pytest.raises(SaltInvocationError, match="not-an-ip"):
-        lvs.wait_for_server("172.30.0.200", 5000, "not-an-ip")
+        ipvs.wait_for_server("172.30.0.200", 5000, "not-an-ip")
