@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from saltyard import inventory
+from tests.support.components import require_program
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "salt" / "inventory.yaml"
@@ -395,10 +395,8 @@ def test_cli_json_unknown_profile():
 # --- the Vagrantfile -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    shutil.which("vagrant") is None, reason="vagrant is not installed (not on PATH)"
-)
 def test_vagrantfile_refuses_bad_inventory(tmp_path):
+    require_program("vagrant", "vagrant")
     data = valid()
     unknown_role(data)
     bad = write(tmp_path, data)
