@@ -34,10 +34,11 @@ def test_the_build_script_refuses_a_version_that_is_not_x_y_z():
     assert "got 'latest'" in proc.stderr
 
 
-def test_the_lb_tests_run_the_pinned_build():
-    version = versions.consul_template_version()
-    if "SALTYARD_CONSUL_TEMPLATE" not in os.environ:
-        assert f"/v{version}/" in str(versions.consul_template_binary())
+def test_the_lb_tests_run_the_pinned_build(monkeypatch):
+    monkeypatch.delenv("SALTYARD_CONSUL_TEMPLATE", raising=False)
+    binary = versions.consul_template_binary()
+    assert binary.parent.name == f"v{versions.consul_template_version()}"
+    assert binary.name == "consul-template"
 
 
 @pytest.mark.parametrize("site", ["local", "example-prod"])
