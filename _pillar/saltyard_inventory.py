@@ -50,6 +50,9 @@ def ext_pillar(minion_id, pillar, path):  # noqa: ARG001 - the ext_pillar signat
                 "name": inv.name,
                 "domain": inv.domain,
                 "network": inv.network,
+                # In promotion order: the bridge, the states and the release workflow read
+                # the environments here, never a list of their own.
+                "environments": list(inv.environments),
             },
             "nodes": [
                 {"name": n.name, "address": n.address, "env": n.env, "roles": list(n.all_roles)}

@@ -40,10 +40,10 @@ from pathlib import Path
 import requests
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "lb"))
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # the tests' support code: tests.lb, tests.support
 
-import lbstack  # noqa: E402
+from tests.lb import lbstack  # noqa: E402
+from tests.support.wait import wait_until as support_wait_until  # noqa: E402
 
 APP = "/lbbench/web"
 SERVICE = "lbbench-web"
@@ -57,16 +57,13 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def wait_until(predicate, timeout: float, message: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except requests.RequestException:
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout}s waiting for {message}")
+    """tests/support's wait_until, polled often (the figures are times) and ending the run."""
+    try:
+        return support_wait_until(
+            predicate, timeout, interval, message, ignore=(requests.RequestException,)
+        )
+    except AssertionError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 class HealthEvents:

@@ -19,7 +19,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from saltyard.clients.registry import RegistryClient  # noqa: E402
 from saltyard.localcluster.cluster import Cluster  # noqa: E402
 from saltyard.localcluster.failover import measure  # noqa: E402
+from tests.support.wait import wait_until  # noqa: E402
 
 
 def main() -> int:
@@ -67,12 +67,18 @@ def main() -> int:
                 f"{result.pulls} pulls failed)",
                 flush=True,
             )
-            deadline = time.monotonic() + 60
-            while f"-r {registry.address}:" not in cluster.exec(lvs, ["ipvsadm", "-S", "-n"])[1]:
-                if time.monotonic() > deadline:
-                    print(f"{registry.name} did not come back behind the VIP", file=sys.stderr)
-                    return 1
-                time.sleep(0.5)
+            try:
+                wait_until(
+                    lambda r=registry: (
+                        f"-r {r.address}:" in cluster.exec(lvs, ["ipvsadm", "-S", "-n"])[1]
+                    ),
+                    60,
+                    0.5,
+                    f"{registry.name} back behind the VIP",
+                )
+            except AssertionError as exc:
+                print(exc, file=sys.stderr)
+                return 1
     times = [r.recovered_after for r in results]
     print(
         f"failover over {len(times)} rounds: median {statistics.median(times):.2f} s, "

@@ -40,13 +40,11 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "registry"))
-sys.path.insert(0, str(REPO))  # registry_server imports tests.processes
-
-from oci_layout import OciLayout  # noqa: E402
-from registry_server import HTPASSWD_COST, LocalRegistry  # noqa: E402
+sys.path.insert(0, str(REPO))  # the tests' support code: tests.registry, tests.support
 
 from saltyard.clients.registry import RegistryClient, Response  # noqa: E402
+from tests.registry.oci_layout import OciLayout  # noqa: E402
+from tests.registry.registry_server import HTPASSWD_COST, LocalRegistry  # noqa: E402
 
 CERTS_D = Path("/etc/docker/certs.d")
 IMAGE = "bench/app"

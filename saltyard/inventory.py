@@ -49,7 +49,9 @@ IMPLIED = {
     "build": ("docker",),
     "docker": ("kernel",),
 }
-ENVIRONMENTS = ("fat", "uat", "prod")
+# The environments applications are released through, in promotion order, when the inventory's
+# cluster.environments does not name its own (a site may add e.g. staging between uat and prod).
+DEFAULT_ENVIRONMENTS = ("fat", "uat", "prod")
 # What a node of the local cluster is: a systemd container (the default), or a QEMU VM on the same
 # bridge for roles that need a kernel of their own (IPVS for lvs: the host kernel lacks it).
 KINDS = ("container", "vm")
@@ -86,6 +88,7 @@ class Inventory:
     network: dict
     nodes: tuple[Node, ...]
     profiles: dict
+    environments: tuple[str, ...] = DEFAULT_ENVIRONMENTS  # in promotion order
 
     def node(self, name: str) -> Node:
         for node in self.nodes:
@@ -118,6 +121,7 @@ class Inventory:
             "network": self.network,
             "nodes": [asdict(n) for n in self.nodes],
             "profiles": self.profiles,
+            "environments": list(self.environments),
         }
 
 
@@ -140,6 +144,28 @@ def _require(mapping: dict, key: str, where: str, path: str):
     return mapping[key]
 
 
+def parse_environments(value: object, path: str = "<inventory>") -> tuple[str, ...]:
+    """cluster.environments: a non-empty list of unique DNS labels, in promotion order (each
+    name becomes a Mesos attribute value, a Consul tag and part of the lb's host names)."""
+    where = f"{path}: cluster.environments"
+    if not isinstance(value, list) or not value:
+        raise InventoryError(
+            f"{where} {value!r}: expected a non-empty list of environment names in promotion "
+            f"order (default: {', '.join(DEFAULT_ENVIRONMENTS)})"
+        )
+    seen: set[str] = set()
+    for name in value:
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            raise InventoryError(
+                f"{where}: environment {name!r} is not a DNS label (lowercase letters, digits "
+                "and '-', at most 63)"
+            )
+        if name in seen:
+            raise InventoryError(f"{where}: environment {name!r} is listed twice")
+        seen.add(name)
+    return tuple(value)
+
+
 def parse(data: object, path: str = "<inventory>") -> Inventory:
     """Validate inventory data (already parsed from YAML) and return an Inventory."""
     if not isinstance(data, dict):
@@ -160,6 +186,11 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
             raise InventoryError(
                 f"{path}: cluster.network.ip_range {ip_range} is not inside the subnet {subnet}"
             )
+
+    environments = DEFAULT_ENVIRONMENTS
+    if "environments" in cluster:
+        environments = parse_environments(cluster["environments"], path)
+    known_envs = ", ".join(environments)
 
     raw_nodes = _require(data, "nodes", "the inventory", path)
     if not isinstance(raw_nodes, list) or not raw_nodes:
@@ -213,14 +244,13 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
                 )
 
         env = raw.get("env")
-        if env is not None and env not in ENVIRONMENTS:
+        if env is not None and env not in environments:
             raise InventoryError(
-                f"{path}: {where}: unknown env {env!r}; expected one of {', '.join(ENVIRONMENTS)}"
+                f"{path}: {where}: unknown env {env!r}; expected one of "
+                f"cluster.environments ({known_envs})"
             )
         if "mesos-agent" in roles and env is None:
-            raise InventoryError(
-                f"{path}: {where}: a mesos-agent needs an env ({', '.join(ENVIRONMENTS)})"
-            )
+            raise InventoryError(f"{path}: {where}: a mesos-agent needs an env ({known_envs})")
         unknown_keys = set(raw) - {"name", "address", "roles", "env", "kind"}
         if unknown_keys:
             raise InventoryError(f"{path}: {where}: unknown keys {sorted(unknown_keys)}")
@@ -287,6 +317,7 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
         network=dict(network),
         nodes=tuple(nodes),
         profiles=dict(profiles),
+        environments=environments,
     )
 
 
@@ -364,7 +395,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"saltyard: invalid inventory: {exc}", file=sys.stderr)
         return 2
     if args.command == "check":
-        print(f"{inv.path}: {len(inv.nodes)} nodes, inventory is valid")
+        print(
+            f"{inv.path}: {len(inv.nodes)} nodes, environments {' -> '.join(inv.environments)}, "
+            "inventory is valid"
+        )
     else:
         data = inv.to_dict()
         data["selected"] = [n.name for n in nodes]

@@ -5,17 +5,30 @@
 #   artifacts/consul-template/$VERSION/consul-template_$VERSION_linux_amd64.tar.gz
 #                                       (served as salt://artifacts/...; gitignored)
 # Fast when already built (a version check and a compare). Prints what it does when it builds.
+# The version is the pin in states/lb/defaults.yaml; --print-version prints it and exits.
 # Production does not use this: its pillar names HashiCorp's release archive and its sha256.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VERSION=${CONSUL_TEMPLATE_VERSION:-0.41.1}
+say() { printf '[build-consul-template] %s\n' "$*" >&2; }
+
+# The one pin: lb:consul_template:version in states/lb/defaults.yaml (the state installs it, the
+# lb tests run it). Read with sed, since this runs before the venv (and PyYAML) exist.
+DEFAULTS=states/lb/defaults.yaml
+pinned=$(sed -n '/^  consul_template:/,/^  [a-z]/s/^    version: *//p' "$DEFAULTS" | tr -d "'\"")
+VERSION=${CONSUL_TEMPLATE_VERSION:-$pinned}
+if [[ ! "$VERSION" =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
+  say "no consul-template version (x.y.z) in $DEFAULTS (lb:consul_template:version) or \$CONSUL_TEMPLATE_VERSION: got '$VERSION'"
+  exit 1
+fi
+if [[ "${1:-}" == "--print-version" ]]; then
+  echo "$VERSION"
+  exit 0
+fi
 CACHE=${SALTYARD_CACHE:-/var/cache/saltyard}/consul-template/v$VERSION
 BIN=$CACHE/consul-template
 ARTIFACT_DIR=artifacts/consul-template/$VERSION
 ARCHIVE=$ARTIFACT_DIR/consul-template_${VERSION}_linux_amd64.tar.gz
-
-say() { printf '[build-consul-template] %s\n' "$*" >&2; }
 
 built_ok() { [[ -x "$BIN" ]] && "$BIN" -version 2>&1 | grep -q "^consul-template v$VERSION "; }
 

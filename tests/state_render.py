@@ -63,7 +63,9 @@ class StateRenderer:
             root_dir=str(workdir / "root"),
             cachedir=str(workdir / "cache"),
             pki_dir=str(workdir / "pki"),
-            file_roots={"base": [str(REPO / "states")]},
+            # As the master serves them (saltyard/bootstrap/deploy.py): states/, then the repo
+            # root (salt/consul/policies/, _modules/, ...).
+            file_roots={"base": [str(REPO / "states"), str(REPO)]},
             # The project's execution modules, which templates call (registry.vip_problem).
             module_dirs=[str(REPO / "_modules")],
             pillar_roots={"base": [str(pillar_dir)]},

@@ -399,7 +399,9 @@ class Bridge:
             self._converge({}, doomed, full=False)
 
     def _plan(self, app: dict) -> dict[str, Registration]:
-        plan = desired_registrations(app, self.resolve, self.settings.default_env)
+        plan = desired_registrations(
+            app, self.resolve, self.settings.default_env, self.settings.environments
+        )
         self._note(plan)
         desired = {r.service_id: r for r in plan.registrations}
         # A name that fails to resolve for a moment must not take a live instance away.

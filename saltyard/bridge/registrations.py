@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,7 @@ SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Why an app has no instances in Consul (metrics label values).
 NO_HEALTH_CHECKS = "no_health_checks"
 NO_ENV = "no_env"
+UNKNOWN_ENV = "unknown_env"
 BAD_LABEL = "bad_label"
 # Why a single task is left out.
 UNRESOLVED_HOST = "unresolved_host"
@@ -175,9 +176,11 @@ def desired_registrations(
     app: Mapping[str, Any],
     resolve: Callable[[str], str | None],
     default_env: str | None = None,
+    environments: Collection[str] | None = None,
 ) -> AppPlan:
     """The registrations for ``app`` (with ``tasks`` embedded); ``resolve`` maps an agent host
-    name to the IPv4 address the load balancers reach it on (None: unknown)."""
+    name to the IPv4 address the load balancers reach it on (None: unknown). With
+    ``environments`` (the cluster's), an app in any other environment gets none."""
     app_id = app["id"]
     plan = AppPlan(app_id)
     labels = app.get("labels") or {}
@@ -207,6 +210,12 @@ def desired_registrations(
             NO_ENV,
             f"app {app_id}: no environment (label {LABEL_ENV}, an "
             f'["{ENV_ATTRIBUTE}", "CLUSTER", ...] constraint or the bridge\'s --default-env)',
+        )
+    if environments is not None and env not in environments:
+        return skip(
+            UNKNOWN_ENV,
+            f"app {app_id}: environment {env!r} is not one of the cluster's environments "
+            f"({', '.join(environments)}; the inventory's cluster.environments)",
         )
     track = labels.get(LABEL_TRACK) or "stable"
     if track not in TRACKS:

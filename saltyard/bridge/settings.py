@@ -11,6 +11,10 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+# The inventory's default and name rule, so the bridge and the inventory agree on what an
+# environment is.
+from saltyard.inventory import DEFAULT_ENVIRONMENTS, NAME_RE
+
 from .registrations import parse_ipv4
 
 DEFAULT_LISTEN = ("127.0.0.1", 9158)
@@ -32,6 +36,9 @@ class Settings:
     lock_key: str = DEFAULT_LOCK_KEY
     host_addresses: dict[str, str] = field(default_factory=dict)
     default_env: str | None = None
+    # The cluster's environments (the inventory's cluster.environments, in promotion order): an
+    # app in any other environment is not registered.
+    environments: tuple[str, ...] = DEFAULT_ENVIRONMENTS
     event_stream_timeout: float = 60.0
     request_timeout: float = 10.0
     max_backoff: float = 30.0
@@ -69,6 +76,20 @@ def _host_address(value: str) -> tuple[str, str]:
     if not sep or not host.strip() or ipv4 is None:
         raise SettingsError(f"--host-address {value!r}: expected AGENT_HOST=IPv4_ADDRESS")
     return host.strip(), ipv4
+
+
+def _environments(value: str) -> tuple[str, ...]:
+    names = [name.strip() for name in value.split(",")]
+    if not value.strip() or not all(names):
+        raise SettingsError(f"--environments {value!r}: expected ENV,ENV,... (e.g. fat,uat,prod)")
+    for name in names:
+        if not NAME_RE.match(name):
+            raise SettingsError(
+                f"--environments: {name!r} is not a DNS label (lowercase letters, digits, '-')"
+            )
+        if names.count(name) > 1:
+            raise SettingsError(f"--environments: {name!r} is listed twice")
+    return tuple(names)
 
 
 def _positive(name: str, value: float, low: float = 0.0) -> float:
@@ -131,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="env tag for apps with neither a saltyard.env label nor an env constraint",
     )
     parser.add_argument(
+        "--environments",
+        default=",".join(DEFAULT_ENVIRONMENTS),
+        metavar="ENV,ENV,...",
+        help="the cluster's environments (the inventory's cluster.environments); apps in any "
+        "other are skipped as unknown_env (default %(default)s)",
+    )
+    parser.add_argument(
         "--event-stream-timeout",
         type=float,
         default=60.0,
@@ -178,6 +206,12 @@ def parse_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Sett
         raise SettingsError(f"--lock-delay {args.lock_delay:g}: must be 0 or more")
     if args.default_env is not None and not args.default_env.strip():
         raise SettingsError("--default-env must not be empty")
+    environments = _environments(args.environments)
+    if args.default_env is not None and args.default_env not in environments:
+        raise SettingsError(
+            f"--default-env {args.default_env!r} is not one of --environments "
+            f"({', '.join(environments)})"
+        )
     return Settings(
         marathon_url=_url("--marathon", args.marathon),
         consul_url=_url("--consul", args.consul),
@@ -188,6 +222,7 @@ def parse_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Sett
         lock_key=lock_key,
         host_addresses=dict(_host_address(v) for v in args.host_address),
         default_env=args.default_env,
+        environments=environments,
         event_stream_timeout=_positive("--event-stream-timeout", args.event_stream_timeout),
         request_timeout=_positive("--request-timeout", args.request_timeout),
         max_backoff=_positive("--max-backoff", args.max_backoff),

@@ -20,6 +20,11 @@
 {%- for node in salt['pillar.get']('saltyard:members:mesos-agent', []) %}
 {%- do command.extend(['--host-address', node.name ~ '=' ~ node.address]) %}
 {%- endfor %}
+{#- The cluster's environments (inventory cluster.environments): apps in any other are skipped. #}
+{%- set environments = salt['pillar.get']('saltyard:cluster:environments', []) %}
+{%- if environments %}
+{%- do command.extend(['--environments', environments | join(',')]) %}
+{%- endif %}
 {%- do command.extend(discovery.extra_args) %}
 include:
   - consul

@@ -1,4 +1,5 @@
-"""Fixtures for the bridge's tests, all against real services started here on 127.0.0.1:
+"""Fixtures for the bridge's tests, all against real services started here on 127.0.0.1 (the
+parts live in tests/support, shared with the lb suite and the benchmarks):
 
 - a Consul 1.8 dev agent with ACLs on (default deny): the bridge's token carries exactly the
   policy in salt/consul/policies/bridge.hcl, so the tests prove that policy is enough;
@@ -6,240 +7,41 @@
   containers; published ports bind to 127.0.0.1);
 - bridge daemons as subprocesses (``python -m saltyard.bridge``).
 
-Everything started is stopped, and every container removed (by label), even on failure. The
-emulator fixture follows tests/marathon/conftest.py; it is repeated here because that
-conftest's helpers import as a top-level module only when its own directory is collected.
-Test modules get the helper functions through the ``h`` fixture (a conftest is not importable
-by name when several directories have one).
+Everything started is stopped, and every container removed (by label), even on failure. Test
+modules get the helper functions through the ``h`` fixture (a conftest is not importable by name
+when several directories have one).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import textwrap
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import requests
 
-from tests.processes import stop_process
+from tests.support.bridge import (
+    AGENT_ADDRESSES,
+    BRIDGE_TEST_ARGS,
+    BridgeProcess,
+    add_bridge_token,
+    healthy_tasks,
+    web_app,
+)
+from tests.support.consul import ConsulAgent
+from tests.support.emulator import EmulatorProcess, running_emulator
+from tests.support.wait import tail, wait_until
 
-consul = pytest.importorskip("consul")
-docker = pytest.importorskip("docker")
-
-REPO = Path(__file__).resolve().parents[2]
-POLICY_FILE = REPO / "salt" / "consul" / "policies" / "bridge.hcl"
-SESSION = f"pytest-bridge-{uuid.uuid4().hex[:8]}"
-EMULATOR_LABEL = "saltyard.marathon-emulator"
-TASK_IMAGE = "saltyard-bridge-test/task:1"
-AGENT_ADDRESSES = {"agent-fat": "127.0.0.1", "agent-prod": "127.0.0.1"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
-    """Poll ``predicate`` until it returns something true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
-
-
-def tail(path: Path, chars: int = 4000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
-
-
-# ---------------------------------------------------------------------- Consul
-
-
-class ConsulAgent:
-    """``consul agent -dev`` with ACLs; restart() loses all data, as a dev agent does, and puts
-    the bridge's policy and token back (same secret) the way an operator's bootstrap would."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        self.master = str(uuid.uuid4())
-        self.bridge_token = str(uuid.uuid4())
-        self.http_port = free_port()
-        self.serf_port = free_port()
-        self.server_port = free_port()
-        self.log_file = workdir / "consul.log"
-        self.config = workdir / "consul.hcl"
-        self.proc: subprocess.Popen | None = None
-        self.config.write_text(
-            textwrap.dedent(
-                f"""\
-                acl {{
-                  enabled = true
-                  default_policy = "deny"
-                  enable_token_persistence = false
-                  tokens {{
-                    master = "{self.master}"
-                    agent = "{self.master}"
-                  }}
-                }}
-                # The tests use 2 s leader sessions (Consul's default minimum is 10 s).
-                session_ttl_min = "1s"
-                disable_update_check = true
-                ports {{
-                  http = {self.http_port}
-                  dns = -1
-                  grpc = -1
-                  serf_lan = {self.serf_port}
-                  serf_wan = -1
-                  server = {self.server_port}
-                }}
-                """
-            )
-        )
-        self.config.chmod(0o600)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
-
-    def admin(self) -> consul.Consul:
-        client = consul.Consul(host="127.0.0.1", port=self.http_port, token=self.master)
-        client.token = self.master  # py-consul would prefer a CONSUL_HTTP_TOKEN from the env
-        return client
-
-    def catalog(self, verb: str, body: dict) -> None:
-        """PUT /v1/catalog/register or /deregister as the operator. Not py-consul's
-        catalog.register: with a token it adds a ``WriteRequest`` field that Consul 1.8
-        refuses ("unknown field")."""
-        response = requests.put(
-            f"{self.url}/v1/catalog/{verb}",
-            json=body,
-            headers={"X-Consul-Token": self.master},
-            timeout=10,
-        )
-        assert response.status_code == 200, response.text
-
-    def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "CONSUL_HTTP_ADDR": self.url,
-            "CONSUL_HTTP_TOKEN": token or self.master,
-        }
-        return subprocess.run(
-            ["consul", *args], env=env, capture_output=True, text=True, timeout=30, check=False
-        )
-
-    def start(self) -> ConsulAgent:
-        log = open(self.log_file, "a")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            [
-                "consul",
-                "agent",
-                "-dev",
-                "-bind",
-                "127.0.0.1",
-                "-client",
-                "127.0.0.1",
-                "-node",
-                "bridge-test-consul",
-                "-config-file",
-                str(self.config),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
-        admin = self.admin()
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"consul exited: {tail(self.log_file)}")
-            try:
-                if not admin.status.leader():
-                    return False
-                # Sessions need the agent's node and its serfHealth check in the catalog.
-                _, checks = admin.health.node("bridge-test-consul")
-                return any(c["CheckID"] == "serfHealth" for c in checks or [])
-            except (requests.RequestException, consul.ConsulException):
-                return False
-
-        wait_until(ready, 30, message="consul leader and node registration")
-        self.create_token(self.bridge_token, POLICY_FILE.read_text(), "saltyard-bridge")
-        return self
-
-    def create_token(self, secret: str, rules: str, name: str) -> None:
-        policy = self.workdir / f"{name}.hcl"
-        policy.write_text(rules)
-        created = self.cli("acl", "policy", "create", "-name", name, "-rules", f"@{policy}")
-        assert created.returncode == 0, created.stderr
-        made = self.cli(
-            "acl", "token", "create", "-secret", secret, "-policy-name", name, "-description", name
-        )
-        assert made.returncode == 0, made.stderr
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    # ----------------------------------------------------------- catalog views for assertions
-
-    def instances(self, app_id: str | None = None, owned_only: bool = True) -> dict[str, dict]:
-        """Service id -> {service, node, address, port, tags, meta} on the marathon-* nodes."""
-        admin = self.admin()
-        _, nodes = admin.catalog.nodes()
-        out = {}
-        for node in nodes or []:
-            if not node["Node"].startswith("marathon-"):
-                continue
-            found = admin.catalog.node(node["Node"])
-            services = ((found or (None, {}))[1] or {}).get("Services") or {}
-            for sid, svc in services.items():
-                meta = svc.get("Meta") or {}
-                if owned_only and meta.get("saltyard-bridge") != "owned":
-                    continue
-                if app_id is not None and meta.get("marathon-app") != app_id:
-                    continue
-                out[sid] = {
-                    "service": svc["Service"],
-                    "node": node["Node"],
-                    "node_meta": node.get("Meta") or {},
-                    "address": svc["Address"],
-                    "port": svc["Port"],
-                    "tags": sorted(svc.get("Tags") or []),
-                    "meta": meta,
-                }
-        return out
+# The emulator's agents publish task ports from here (tests/marathon and tests/lb use others).
+FIRST_PORT = 45000
 
 
 @pytest.fixture(scope="session")
 def consul_agent(tmp_path_factory) -> Iterator[ConsulAgent]:
-    try:
-        subprocess.run(["consul", "version"], capture_output=True, check=True, timeout=10)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"no consul binary ({exc}): run scripts/host-setup.sh")
-    agent = ConsulAgent(tmp_path_factory.mktemp("consul"))
+    agent = ConsulAgent(tmp_path_factory.mktemp("consul"), node_name="bridge-test-consul")
     try:
         agent.start()
+        add_bridge_token(agent)
         yield agent
     finally:
         agent.stop()
@@ -248,100 +50,12 @@ def consul_agent(tmp_path_factory) -> Iterator[ConsulAgent]:
 # ---------------------------------------------------------------------- Marathon emulator
 
 
-class EmulatorProcess:
-    def __init__(self, cluster: str, workdir: Path):
-        self.cluster = cluster
-        self.state_file = workdir / "emulator-state.json"
-        self.log_file = workdir / "emulator.log"
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> EmulatorProcess:
-        sock = "unix:///var/run/docker.sock"
-        cmd = [
-            sys.executable,
-            "-m",
-            "saltyard.marathon_emulator",
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--state-file",
-            str(self.state_file),
-            "--cluster-name",
-            self.cluster,
-            "--kill-grace",
-            "2",
-            "--agent",
-            f"agent-fat={sock}:env=fat,@ports=45000-45199,@bind=127.0.0.1",
-            "--agent",
-            f"agent-prod={sock}:env=prod,@ports=45200-45399,@bind=127.0.0.1",
-        ]
-        log = open(self.log_file, "a")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-
-        def up():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"emulator exited: {tail(self.log_file)}")
-            try:
-                return requests.get(self.url + "/ping", timeout=1).text == "pong"
-            except requests.RequestException:
-                return False
-
-        wait_until(up, 20, message="emulator /ping")
-        return self
-
-    def stop(self) -> None:
-        stop_process(self.proc, grace=10)
-
-
-@pytest.fixture(scope="session")
-def docker_client():
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # no engine: skip rather than fail obscurely
-        pytest.skip(f"no Docker engine: {exc}")
-    yield client
-    for c in client.containers.list(
-        all=True, sparse=True, filters={"label": f"{EMULATOR_LABEL}.cluster"}
-    ):
-        if (c.attrs.get("Labels") or {}).get(f"{EMULATOR_LABEL}.cluster", "").startswith(SESSION):
-            c.remove(force=True)
-
-
-@pytest.fixture(scope="session")
-def task_image(docker_client):
-    """A tag of the node image (Debian 12 + python3) for the tasks, removed again at the end."""
-    from saltyard.localcluster import image
-
-    created = False
-    try:
-        docker_client.images.get(TASK_IMAGE)
-    except docker.errors.ImageNotFound:
-        docker_client.images.get(image.build()).tag(TASK_IMAGE)
-        created = True
-    yield TASK_IMAGE
-    if created:
-        docker_client.images.remove(TASK_IMAGE, noprune=True)
-
-
 @pytest.fixture(scope="session")
 def emulator(tmp_path_factory, docker_client, task_image) -> Iterator[EmulatorProcess]:
-    cluster = f"{SESSION}-{uuid.uuid4().hex[:4]}"
-    emu = EmulatorProcess(cluster, tmp_path_factory.mktemp("emulator"))
-    try:
-        emu.start()
+    with running_emulator(
+        docker_client, tmp_path_factory.mktemp("emulator"), FIRST_PORT, "bridge"
+    ) as emu:
         yield emu
-    finally:
-        emu.stop()
-        for c in docker_client.containers.list(
-            all=True, filters={"label": f"{EMULATOR_LABEL}.cluster={cluster}"}
-        ):
-            c.remove(force=True)
 
 
 @pytest.fixture(scope="session")
@@ -349,38 +63,6 @@ def marathon(emulator):
     from saltyard.clients.marathon import MarathonClient
 
     return MarathonClient(emulator.url, timeout=(3.05, 20.0))
-
-
-def web_app(app_id: str, instances: int = 1, *, env: str = "fat", **extra) -> dict:
-    """A Docker (BRIDGE) app serving HTTP on a dynamic host port, health-checked every second,
-    pinned to the agent whose ``env`` attribute is ``env``."""
-    body = {
-        "id": app_id,
-        "cmd": "exec python3 -m http.server $PORT0",
-        "instances": instances,
-        "cpus": 0.1,
-        "mem": 64,
-        "container": {
-            "type": "DOCKER",
-            "docker": {"image": TASK_IMAGE, "network": "BRIDGE"},
-            "portMappings": [{"containerPort": 0, "hostPort": 0}],
-        },
-        "constraints": [["env", "CLUSTER", env]],
-        "healthChecks": [
-            {
-                "protocol": "HTTP",
-                "path": "/",
-                "portIndex": 0,
-                "intervalSeconds": 1,
-                "timeoutSeconds": 3,  # slack for a loaded 2-core machine
-                "gracePeriodSeconds": 20,
-                "maxConsecutiveFailures": 3,
-            }
-        ],
-        "upgradeStrategy": {"minimumHealthCapacity": 0, "maximumOverCapacity": 0},
-    }
-    body.update(extra)
-    return body
 
 
 @pytest.fixture
@@ -401,112 +83,7 @@ def apps(marathon) -> Iterator[Callable[..., dict]]:
             pass
 
 
-def healthy_tasks(marathon, app_id: str) -> dict[str, dict]:
-    """Task id -> task for the app's RUNNING tasks with every health check alive."""
-    out = {}
-    for task in marathon.list_tasks(app_id):
-        results = task.get("healthCheckResults") or []
-        if task["state"] == "TASK_RUNNING" and results and all(r["alive"] for r in results):
-            out[task["id"]] = task
-    return out
-
-
 # ---------------------------------------------------------------------- bridge daemons
-
-
-class BridgeProcess:
-    def __init__(self, name: str, workdir: Path, marathon_url: str, consul: ConsulAgent, args):
-        self.name = name
-        self.log_file = workdir / f"bridge-{name}.log"
-        self.marathon_url = marathon_url
-        self.consul = consul
-        self.args = list(args)
-        self.port = 0
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> BridgeProcess:
-        self.port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "saltyard.bridge",
-            "--marathon",
-            self.marathon_url,
-            "--consul",
-            self.consul.url,
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--log-level",
-            "DEBUG",
-            *self.args,
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "MARATHON_"))}
-        env["CONSUL_HTTP_TOKEN"] = self.consul.bridge_token
-        log = open(self.log_file, "a")  # noqa: SIM115 - handed to the child
-        self.proc = subprocess.Popen(
-            cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-        log.close()
-        wait_until(self.health, 15, message=f"bridge {self.name} /health")
-        return self
-
-    def health(self) -> dict | None:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"bridge {self.name} exited: {tail(self.log_file)}")
-        try:
-            return requests.get(self.url + "/health", timeout=2).json()
-        except (requests.RequestException, ValueError):
-            return None
-
-    def metrics(self) -> dict[str, float]:
-        """Prometheus text -> {"name{labels}": value}."""
-        text = requests.get(self.url + "/metrics", timeout=2).text
-        out = {}
-        for line in text.splitlines():
-            if line and not line.startswith("#"):
-                key, _, value = line.rpartition(" ")
-                out[key] = float(value)
-        return out
-
-    def wait_active(self, timeout: float = 20) -> dict:
-        return wait_until(
-            lambda: (h := self.health()) and h["active"] and h["last_sync"] and h,
-            timeout,
-            message=f"bridge {self.name} active and synced",
-        )
-
-    def kill(self) -> None:
-        """SIGKILL: no lock release, no cleanup, what a crash looks like."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> int | None:
-        return stop_process(self.proc)
-
-    def log(self) -> str:
-        return self.log_file.read_text(errors="replace")
-
-
-BRIDGE_TEST_ARGS = [
-    "--resync-interval",
-    "2",
-    "--session-ttl",
-    "2",
-    "--lock-delay",
-    "1",
-    "--max-backoff",
-    "1",
-    "--request-timeout",
-    "5",
-    "--event-stream-timeout",
-    "15",
-    *[arg for host, ip in AGENT_ADDRESSES.items() for arg in ("--host-address", f"{host}={ip}")],
-]
 
 
 @pytest.fixture

@@ -8,111 +8,43 @@ after its first election (the moment a first highstate once hit)."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
-import consul
 import pytest
 import requests
 import salt.config
 import salt.loader
 from salt.exceptions import CommandExecutionError
 
-from tests.processes import stop_process
+from tests.support.consul import ConsulAgent
 
 REPO = Path(__file__).resolve().parents[2]
 LEGACY = "The ACL system is currently in legacy mode"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("consul") is None, reason="consul is missing: run scripts/host-setup.sh"
-)
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-class ConsulServer:
-    """One Consul server (bootstrap_expect 1) with ACLs on, default deny, and a master token."""
-
-    def __init__(self, workdir: Path, extra: str = ""):
-        self.workdir = workdir
-        self.master_token = str(uuid.uuid4())
-        self.http, serf_lan, serf_wan, server = _free_ports(4)
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.config = workdir / "server.hcl"
-        self.config.write_text(
-            f"""
-            server = true
-            bootstrap_expect = 1
-            node_name = "acl-test"
-            data_dir = "{workdir / "data"}"
-            bind_addr = "127.0.0.1"
-            client_addr = "127.0.0.1"
-            ports {{
-              http = {self.http}
-              serf_lan = {serf_lan}
-              serf_wan = {serf_wan}
-              server = {server}
-              dns = -1
-              grpc = -1
-            }}
-            acl {{
-              enabled = true
-              default_policy = "deny"
-              tokens {{ master = "{self.master_token}" }}
-            }}
-            {extra}
-            """
-        )
-        self.log = workdir / "consul.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> ConsulServer:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                ["consul", "agent", "-config-file", str(self.config)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        return self
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-    def admin(self) -> consul.Consul:
-        return consul.Consul(host="127.0.0.1", port=self.http, token=self.master_token)
-
 
 @pytest.fixture
 def server(tmp_path):
+    """start(extra) -> a one-server datacenter (ACLs on, default deny, a master token) with the
+    extra configuration, started without waiting: the tests wait through the module."""
     started = []
 
-    def start(extra: str = "") -> ConsulServer:
-        s = ConsulServer(tmp_path / f"consul{len(started)}", extra).start()
+    def start(extra: str = "") -> ConsulAgent:
+        s = ConsulAgent(
+            tmp_path / f"consul{len(started)}", dev=False, extra_config=extra, node_name="acl-test"
+        )
         started.append(s)
-        return s
+        return s.start(wait=False)
 
     yield start
     for s in started:
         s.stop()
 
 
-def _loader(tmp_path: Path, server: ConsulServer, *, master: bool = True):
+def _loader(tmp_path: Path, server: ConsulAgent, *, master: bool = True):
     """(execution modules, states) as a minion with pillar ``consul`` sees them."""
-    acl = {"master_token": server.master_token} if master else {}
+    acl = {"master_token": server.master} if master else {}
     opts = salt.config.minion_config(None)
     opts.update(
         file_client="local",
@@ -120,7 +52,7 @@ def _loader(tmp_path: Path, server: ConsulServer, *, master: bool = True):
         extension_modules=str(tmp_path / "salt-cache" / "extmods"),
         module_dirs=[str(REPO / "_modules")],
         states_dirs=[str(REPO / "_states")],
-        pillar={"consul": {"http_addr": f"127.0.0.1:{server.http}", "acl": acl}},
+        pillar={"consul": {"http_addr": f"127.0.0.1:{server.http_port}", "acl": acl}},
     )
     utils = salt.loader.utils(opts)
     funcs = salt.loader.minion_mods(opts, utils=utils)
@@ -145,7 +77,7 @@ def test_wait_returns_once_acl_changes_work(server, tmp_path):
     assert [p["Name"] for p in admin.acl.policy.list()].count("acl-test") == 1
     # Read back with the token itself (its SecretID), not through the module.
     me = requests.get(
-        f"http://127.0.0.1:{consul_server.http}/v1/acl/token/self",
+        f"{consul_server.url}/v1/acl/token/self",
         headers={"X-Consul-Token": token},
         timeout=10,
     )

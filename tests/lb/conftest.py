@@ -5,43 +5,25 @@ loopback port, running the files that states/lb ships."""
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-pytest.importorskip("consul")
-pytest.importorskip("docker")
-
-
-def _load_lbstack():
-    name = "saltyard_lbtest_lbstack"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("lbstack.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-lbstack = _load_lbstack()
+from tests.lb import lbstack
+from tests.support.components import require_docker_engine, require_file, require_program
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator:
-    for tool in ("nginx", "consul", "logger", "flock"):
-        if not shutil.which(tool) and not Path("/usr/sbin", tool).exists():
-            pytest.skip(f"no {tool}: run scripts/host-setup.sh")
-    if not lbstack.CONSUL_TEMPLATE.exists():
-        pytest.skip(f"{lbstack.CONSUL_TEMPLATE} missing: run scripts/build-consul-template.sh")
-    try:
-        subprocess.run(["docker", "info"], capture_output=True, check=True, timeout=20)
-    except (OSError, subprocess.SubprocessError) as exc:
-        pytest.skip(f"no Docker engine: {exc}")
+    for tool, package in (
+        ("nginx", "nginx"),
+        ("consul", "consul from Debian bullseye"),
+        ("logger", "bsdutils"),
+        ("flock", "util-linux"),
+    ):
+        require_program(tool, package)
+    require_file(lbstack.CONSUL_TEMPLATE, "consul-template", "run scripts/build-consul-template.sh")
+    require_docker_engine()
     with lbstack.LbStack(tmp_path_factory.mktemp("lb")) as running:
         yield running
         print(running.logs())

@@ -9,21 +9,19 @@ rendered from their Jinja sources with the same ``lb`` parameters the state pass
 ``states/lb/defaults.yaml``), and the apply script. Only nginx's top-level ``nginx.conf`` is
 the test's own, where Debian's package would ship one.
 
-Consul, the emulator and the bridge come from tests/bridge/conftest.py (loaded by path under
-another module name; its ``SESSION`` prefix is set to ``saltyard-lbtest-...`` so everything
-started here carries that name and is removed by it).
+Consul, the emulator, the bridge and the task image are tests/support's, as the bridge suite
+uses them; the emulator's cluster name starts with the session's prefix, so everything it
+started is removed by it.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import os
 import socket
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -32,37 +30,27 @@ import requests
 import yaml
 
 from tests.processes import stop_process
+from tests.support import bridge as helpers
+from tests.support import docker as support_docker
+from tests.support import versions
+from tests.support.consul import ConsulAgent
+from tests.support.emulator import EmulatorProcess, agent_specs, new_cluster_name
+from tests.support.wait import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 LB_FILES = REPO / "states" / "lb" / "files"
 LB_DEFAULTS = REPO / "states" / "lb" / "defaults.yaml"
 LB_POLICY = REPO / "salt" / "consul" / "policies" / "lb.hcl"
-CONSUL_TEMPLATE_VERSION = "0.41.1"
-CONSUL_TEMPLATE = Path(
-    os.environ.get(
-        "SALTYARD_CONSUL_TEMPLATE",
-        f"/var/cache/saltyard/consul-template/v{CONSUL_TEMPLATE_VERSION}/consul-template",
-    )
-)
+# The pinned build (states/lb/defaults.yaml), made by scripts/build-consul-template.sh.
+CONSUL_TEMPLATE_VERSION = versions.consul_template_version()
+CONSUL_TEMPLATE = versions.consul_template_binary()
 DOMAIN = "saltyard.test"
-
-
-def load_bridge_helpers():
-    """tests/bridge/conftest.py as a module of its own (a conftest is not importable by name)."""
-    name = "saltyard_lbtest_bridge_helpers"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "tests" / "bridge" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    module.SESSION = f"saltyard-lbtest-{uuid.uuid4().hex[:8]}"
-    return module
+# The emulator's agents publish task ports from here (tests/bridge and tests/marathon use others).
+FIRST_PORT = 46000
 
 
 def backend_app(app_id: str, instances: int = 1, *, env: str = "fat", **extra) -> dict:
     """A web app whose every task answers ``GET /id`` with its Marathon task id."""
-    helpers = load_bridge_helpers()
     app = helpers.web_app(app_id, instances, env=env, **extra)
     app["cmd"] = (
         'mkdir -p /tmp/www && printf %s "$MESOS_TASK_ID" > /tmp/www/id && cd /tmp/www && '
@@ -95,12 +83,6 @@ def render(template: str, lb: dict) -> str:
     """Render a shipped Jinja file the way the state's ``template: jinja`` does (context lb)."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     return env.from_string((LB_FILES / template).read_text()).render(lb=lb)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class SyslogCatcher:
@@ -193,16 +175,14 @@ http {{
             ["nginx", *self.args()], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
         log.close()
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def answers() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"nginx exited: {self.log_file.read_text()}")
-            try:
-                requests.get(self.url, timeout=1)
-                return self
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise AssertionError("nginx did not answer")
+            return requests.get(self.url, timeout=1) is not None
+
+        wait_until(answers, 15, 0.1, "nginx to answer", ignore=(requests.RequestException,))
+        return self
 
     def get(self, host: str, path: str = "/", timeout: float = 5) -> requests.Response:
         """One request with the given Host, on a fresh connection."""
@@ -302,7 +282,7 @@ class LbStack:
 
     def __init__(self, workdir: Path):
         self.workdir = workdir
-        self.helpers = load_bridge_helpers()
+        self.helpers = helpers  # tests.support.bridge: web_app, healthy_tasks, ...
         self.lb_token = str(uuid.uuid4())
         self._stops: list = []
 
@@ -315,29 +295,26 @@ class LbStack:
         return self
 
     def start(self) -> None:
-        h = self.helpers
         w = self.workdir
-        import docker
+        self.docker = support_docker.client()
+        # The node image, tagged for the tasks (as tests/bridge does); untagged at the end.
+        if support_docker.tag_task_image(self.docker):
+            self._stops.append(lambda: support_docker.remove_task_image(self.docker))
 
-        self.docker = docker.from_env()
-        self.docker.ping()
-        # The node image, tagged for the tasks (as tests/bridge does).
-        try:
-            self.docker.images.get(h.TASK_IMAGE)
-        except docker.errors.ImageNotFound:
-            from saltyard.localcluster import image
-
-            self.docker.images.get(image.build()).tag(h.TASK_IMAGE)
-
-        (w / "consul").mkdir(parents=True, exist_ok=True)
-        self.consul = h.ConsulAgent(w / "consul")
+        self.consul = ConsulAgent(w / "consul", node_name="lb-test-consul")
         self._stops.append(self.consul.stop)
         self.consul.start()
+        helpers.add_bridge_token(self.consul)
         self.consul.create_token(self.lb_token, LB_POLICY.read_text(), "saltyard-lb")
 
         (w / "emulator").mkdir(exist_ok=True)
-        self.cluster = f"{h.SESSION}-{uuid.uuid4().hex[:4]}"
-        self.emulator = h.EmulatorProcess(self.cluster, w / "emulator")
+        self.cluster = new_cluster_name("lb")
+        self.emulator = EmulatorProcess(
+            self.cluster,
+            w / "emulator" / "state.json",
+            w / "emulator" / "emulator.log",
+            agent_specs(FIRST_PORT),
+        )
         self._stops.append(self._remove_containers)
         self._stops.append(self.emulator.stop)
         self.emulator.start()
@@ -345,12 +322,12 @@ class LbStack:
 
         self.marathon = MarathonClient(self.emulator.url, timeout=(3.05, 20.0))
 
-        self.bridge = h.BridgeProcess(
+        self.bridge = helpers.BridgeProcess(
             "lb",
             w,
             self.emulator.url,
             self.consul,
-            [*h.BRIDGE_TEST_ARGS, "--lock-key", "saltyard/bridge/lbtest"],
+            [*helpers.BRIDGE_TEST_ARGS, "--lock-key", "saltyard/bridge/lbtest"],
         )
         self._stops.append(self.bridge.stop)
         self.bridge.start()
@@ -371,9 +348,7 @@ class LbStack:
         self.consul_template.start()
 
     def _remove_containers(self) -> None:
-        label = f"{self.helpers.EMULATOR_LABEL}.cluster={self.cluster}"
-        for c in self.docker.containers.list(all=True, filters={"label": label}):
-            c.remove(force=True)
+        support_docker.remove_cluster(self.docker, self.cluster)
 
     def __exit__(self, *exc) -> None:
         while self._stops:

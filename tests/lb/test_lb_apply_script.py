@@ -5,15 +5,13 @@ that nginx refuses, and a valid one when nginx is not running (exit status as do
 from __future__ import annotations
 
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-# tests/lb/lbstack.py, which this directory's conftest loads by path (before this module).
-lbstack = sys.modules["saltyard_lbtest_lbstack"]
+from tests.lb import lbstack
+from tests.support.wait import wait_until
 
 SCRIPT = lbstack.LB_FILES / "saltyard-lb-apply.sh"
 GOOD = """\
@@ -111,13 +109,4 @@ def test_usage_and_missing_render(nginx, tmp_path):
 
 
 def _eventually(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except requests.RequestException:
-            value = None
-        if value:
-            return value
-        time.sleep(0.1)
-    return predicate()
+    return wait_until(predicate, timeout, 0.1, ignore=(requests.RequestException,))

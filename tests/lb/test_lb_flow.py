@@ -4,25 +4,15 @@ and the real consul-template, with the template, configuration and apply script 
 
 from __future__ import annotations
 
-import time
+import functools
 from pathlib import Path
 
 import requests
 
+from tests.support.wait import wait_until as support_wait_until
 
-def wait_until(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = predicate()
-        except requests.RequestException as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
+# A request through nginx while it reloads may fail: that is "not yet", not a failure.
+wait_until = functools.partial(support_wait_until, ignore=(requests.RequestException,))
 
 
 def healthy_ids(stack, app_id: str) -> set[str]:

@@ -1,11 +1,13 @@
-"""Shared helpers for the Marathon emulator tests (a unique module name: tests/ has no packages)."""
+"""Shared helpers for the Marathon emulator tests (a unique module name: tests/ has no packages).
+The task image, the container label and ``wait_until`` are tests/support's, re-exported here."""
 
 from __future__ import annotations
 
-import time
+from tests.support.docker import EMULATOR_LABEL as LABEL
+from tests.support.docker import TASK_IMAGE
+from tests.support.wait import wait_until
 
-TASK_IMAGE = "marathon-emu-test/task:1"
-LABEL = "saltyard.marathon-emulator"
+__all__ = ["LABEL", "TASK_IMAGE", "wait_until", "docker_app", "containers_of"]
 
 
 def docker_app(app_id: str, **extra) -> dict:
@@ -23,17 +25,6 @@ def docker_app(app_id: str, **extra) -> dict:
     }
     body.update(extra)
     return body
-
-
-def wait_until(predicate, timeout: float, interval: float = 0.25, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
 
 def containers_of(docker_client, cluster: str, app_id: str | None = None):

@@ -17,10 +17,17 @@ from registry_helpers import KINDS, Recorder
 from registry_server import LocalRegistry
 
 from saltyard.clients import registry as rc
+from tests.support.components import require_program
 
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory):
+    for program, package in (
+        ("docker-registry", "docker-registry"),
+        ("skopeo", "skopeo"),
+        ("htpasswd", "apache2-utils"),
+    ):
+        require_program(program, package)
     server = LocalRegistry(tmp_path_factory.mktemp("registry"))
     server.start()
     yield server

@@ -17,9 +17,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import requests
@@ -27,6 +25,7 @@ import yaml
 
 from saltyard import pki
 from tests.processes import stop_process
+from tests.support.wait import free_port, wait_until
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 # The bcrypt cost the registry state hashes users with (states/registry/defaults.yaml), so that
@@ -34,12 +33,6 @@ REGISTRY_BINARY = "/usr/bin/docker-registry"
 HTPASSWD_COST = yaml.safe_load(
     (Path(__file__).resolve().parents[2] / "states/registry/defaults.yaml").read_text()
 )["registry"]["htpasswd_cost"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_tls(directory: Path) -> tuple[Path, Path, Path]:
@@ -169,21 +162,20 @@ class LocalRegistry:
             stdin=subprocess.DEVNULL,
         )
         log.close()
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def up() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"registry exited: {self.log_tail()}")
-            try:
-                # 401 without credentials: up, TLS fine, auth on.
-                r = requests.get(self.url + "/v2/", verify=str(self.ca_file), timeout=1)
-                if r.status_code == 401:
-                    return self
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"registry not up after {timeout}s: {self.log_tail()}")
-            time.sleep(0.05)
+            # 401 without credentials: up, TLS fine, auth on.
+            r = requests.get(self.url + "/v2/", verify=str(self.ca_file), timeout=1)
+            return r.status_code == 401
+
+        try:
+            wait_until(up, timeout, 0.05, "registry /v2/", ignore=(requests.RequestException,))
+        except AssertionError:
+            self.stop()
+            raise RuntimeError(f"registry not up after {timeout}s: {self.log_tail()}") from None
+        return self
 
     def stop(self) -> None:
         stop_process(self.proc, grace=10)

@@ -18,6 +18,8 @@ import pytest
 import salt.utils.path
 from salt.exceptions import CommandExecutionError
 
+from tests.support.components import require, require_program, require_root
+
 XFS_TARGET = "/tmp/xfs1mnt"  # the mount point recorded in findmnt_xfs.json
 
 
@@ -282,11 +284,11 @@ def test_preflight_probe_oserror_fails_closed(dmod, data, tmp_path, monkeypatch)
 
 @pytest.fixture
 def xfs_mount(tmp_path):
-    """Loop-mount a fresh ftype=1 xfs image; skipped unless root with working loop mounts."""
-    if os.geteuid() != 0:
-        pytest.skip("loop-mounting an xfs image needs root")
-    if not salt.utils.path.which("mkfs.xfs"):
-        pytest.skip("mkfs.xfs (xfsprogs) is not installed")
+    """Loop-mount a fresh ftype=1 xfs image; needs root with working loop mounts (without
+    them: skipped, and a failure under CI=true, so the real-XFS tests never quietly vanish)."""
+    require_root("loop-mounting an xfs image")
+    require_program("mkfs.xfs", "xfsprogs")
+    require_program("xfs_info", "xfsprogs")
     image, mnt = tmp_path / "xfs.img", tmp_path / "mnt"
     with open(image, "wb") as f:
         f.truncate(300 * 1024 * 1024)  # sparse; 300M is mkfs.xfs's minimum size
@@ -296,7 +298,7 @@ def xfs_mount(tmp_path):
         ["mount", "-o", "loop", str(image), str(mnt)], capture_output=True, text=True
     )
     if proc.returncode != 0:
-        pytest.skip(f"cannot loop-mount xfs here: {proc.stderr.strip()}")
+        require("loop mount", f"cannot loop-mount an xfs image here: {proc.stderr.strip()}")
     try:
         yield mnt
     finally:

@@ -56,6 +56,7 @@ def test_agent_pillar(ext):
     assert "salt-master" not in ours["roles"]
     assert ours["cluster"]["domain"] == "saltyard.test"
     assert ours["cluster"]["network"]["subnet"] == "172.30.0.0/24"
+    assert ours["cluster"]["environments"] == ["fat", "uat", "prod"]
     names = [n["name"] for n in ours["nodes"]]
     assert len(names) == 11
     assert set(names) == {n.name for n in inventory.load(SHIPPED).nodes}

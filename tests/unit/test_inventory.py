@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 import yaml
 
 from saltyard import inventory
+from tests.support.components import require_program
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "salt" / "inventory.yaml"
@@ -56,7 +56,8 @@ def test_shipped_has_an_agent_per_env(shipped):
     agents = shipped.with_role("mesos-agent")
     assert len(agents) >= 3
     assert {a.env for a in agents} >= {"fat", "uat", "prod"}
-    assert all(a.env in inventory.ENVIRONMENTS for a in agents)
+    assert shipped.environments == ("fat", "uat", "prod")
+    assert all(a.env in shipped.environments for a in agents)
 
 
 @pytest.mark.parametrize(
@@ -139,6 +140,35 @@ def test_valid_fixture_loads(tmp_path):
     assert [n.name for n in inv.profile("small")] == ["boss", "agent1"]
 
 
+def test_environments_default_to_fat_uat_prod(tmp_path):
+    inv = inventory.load(write(tmp_path, valid()))
+    assert "environments" not in VALID["cluster"]
+    assert inv.environments == ("fat", "uat", "prod")
+    assert inv.to_dict()["environments"] == ["fat", "uat", "prod"]
+
+
+def test_custom_environments_in_promotion_order(tmp_path):
+    # A site with a staging environment between uat and prod: agents may carry it, and the
+    # order (promotion order) is kept as written.
+    data = valid()
+    data["cluster"]["environments"] = ["fat", "uat", "staging", "prod"]
+    data["nodes"].append(
+        {"name": "agent2", "address": "10.9.0.22", "roles": ["mesos-agent"], "env": "staging"}
+    )
+    inv = inventory.load(write(tmp_path, data))
+    assert inv.environments == ("fat", "uat", "staging", "prod")
+    assert inv.node("agent2").env == "staging"
+    assert inv.to_dict()["environments"] == ["fat", "uat", "staging", "prod"]
+
+
+def test_check_cli_shows_the_environments(tmp_path):
+    data = valid()
+    data["cluster"]["environments"] = ["uat", "pre", "prod"]
+    proc = run_cli("check", str(write(tmp_path, data)))
+    assert proc.returncode == 0, proc.stderr
+    assert "environments uat -> pre -> prod" in proc.stdout
+
+
 def unknown_role(d):
     d["nodes"][2]["roles"] = ["lvs", "webserver"]
     return ["'webserver'", "'lvs1'", "unknown role"]
@@ -171,7 +201,32 @@ def invalid_name(d):
 
 def unknown_env(d):
     d["nodes"][1]["env"] = "staging"
-    return ["'staging'", "'agent1'", "unknown env"]
+    return ["'staging'", "'agent1'", "unknown env", "fat, uat, prod"]
+
+
+def env_outside_custom_environments(d):
+    d["cluster"]["environments"] = ["dev", "staging", "live"]
+    return ["'uat'", "'agent1'", "unknown env", "dev, staging, live"]
+
+
+def environments_not_a_list(d):
+    d["cluster"]["environments"] = "fat,uat,prod"
+    return ["cluster.environments", "'fat,uat,prod'", "non-empty list"]
+
+
+def environments_empty(d):
+    d["cluster"]["environments"] = []
+    return ["cluster.environments", "[]", "non-empty list"]
+
+
+def environment_not_a_dns_label(d):
+    d["cluster"]["environments"] = ["uat", "Pre_Prod"]
+    return ["cluster.environments", "'Pre_Prod'", "DNS label"]
+
+
+def environment_listed_twice(d):
+    d["cluster"]["environments"] = ["uat", "prod", "uat"]
+    return ["cluster.environments", "'uat'", "listed twice"]
 
 
 def agent_without_env(d):
@@ -232,6 +287,11 @@ def even_zookeeper_ensemble(d):
         address_not_ip,
         invalid_name,
         unknown_env,
+        env_outside_custom_environments,
+        environments_not_a_list,
+        environments_empty,
+        environment_not_a_dns_label,
+        environment_listed_twice,
         agent_without_env,
         no_master,
         two_masters,
@@ -335,10 +395,8 @@ def test_cli_json_unknown_profile():
 # --- the Vagrantfile -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(
-    shutil.which("vagrant") is None, reason="vagrant is not installed (not on PATH)"
-)
 def test_vagrantfile_refuses_bad_inventory(tmp_path):
+    require_program("vagrant", "vagrant")
     data = valid()
     unknown_role(data)
     bad = write(tmp_path, data)

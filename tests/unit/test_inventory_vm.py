@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import ipaddress
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from saltyard import inventory
+from tests.support.components import require_program
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "salt" / "inventory.yaml"
@@ -134,8 +134,8 @@ def test_shipped_lvs1_is_a_vm_outside_dockers_range():
 # --- the Vagrantfile -------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(shutil.which("vagrant") is None, reason="vagrant is not installed")
 def test_vagrantfile_skips_vm_nodes(tmp_path):
+    require_program("vagrant", "vagrant")
     data = valid()
     data["profiles"] = {"full": "all"}
     path = tmp_path / "inventory.yaml"

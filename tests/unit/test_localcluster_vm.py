@@ -16,6 +16,7 @@ import yaml
 
 from saltyard import inventory
 from saltyard.localcluster import vm
+from tests.support.components import require_program
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,10 +152,9 @@ def test_guest_files(inv):
     assert files["/etc/resolv.conf"][0] == "nameserver 10.0.0.2\n"
 
 
-@pytest.mark.skipif(
-    not (shutil.which("mkfs.ext4") and shutil.which("debugfs")), reason="e2fsprogs missing"
-)
 def test_write_guest_files_into_an_ext4_image(tmp_path):
+    require_program("mkfs.ext4", "e2fsprogs")
+    require_program("debugfs", "e2fsprogs")
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "etc/hostname").write_text("base\n")
@@ -180,8 +180,8 @@ def test_write_guest_files_into_an_ext4_image(tmp_path):
     assert check.returncode == 0, check.stdout
 
 
-@pytest.mark.skipif(not shutil.which("debugfs"), reason="e2fsprogs missing")
 def test_write_guest_files_notices_a_failed_write(tmp_path):
+    require_program("debugfs", "e2fsprogs")
     disk = tmp_path / "disk.img"
     subprocess.run(["mkfs.ext4", "-q", "-F", disk, "8M"], check=True, capture_output=True)
     with pytest.raises(vm.VmError, match="/no/such/dir/file"):
@@ -236,8 +236,8 @@ def test_build_uses_the_cache_and_prunes_only_stale_images(tmp_path, monkeypatch
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted([key, "recent"])
 
 
-@pytest.mark.skipif(not shutil.which("ssh-keygen"), reason="openssh-client missing")
 def test_ssh_key_is_private(tmp_path):
+    require_program("ssh-keygen", "openssh-client")
     key = vm.ensure_ssh_key(tmp_path)
     assert key.stat().st_mode & 0o777 == 0o600
     assert key.parent.stat().st_mode & 0o777 == 0o700

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -27,6 +26,12 @@ import yaml
 from saltyard import inventory
 from saltyard.localcluster import image, vm
 from saltyard.localcluster.progress import step
+from tests.support.components import (
+    require,
+    require_docker_engine,
+    require_program,
+    require_root,
+)
 
 # Not "saltyard-...": an older `saltyard cluster down` removed every network whose name
 # contained the cluster network's.
@@ -44,26 +49,21 @@ RS = (("rs1", "172.31.99.31"), ("rs2", "172.31.99.32"))
 CLIENT = "172.31.99.21"
 
 
-def _missing() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root (tap devices)"
+@pytest.fixture(scope="module", autouse=True)
+def _components():
+    """Root, QEMU and the tools the VM is built and reached with, /dev/net/tun, a Docker engine:
+    without one, every test here is skipped (a failure under CI=true), naming it."""
+    require_root("the VM joins the test network through a tap device")
     for program, package in (
         (vm.QEMU, "qemu-system-x86"),
         ("debootstrap", "debootstrap"),
         ("debugfs", "e2fsprogs"),
         ("ssh", "openssh-client"),
-        ("docker", "docker.io"),
     ):
-        if shutil.which(program) is None:
-            return f"{program} is not installed ({package})"
+        require_program(program, package)
     if not Path("/dev/net/tun").exists():
-        return "/dev/net/tun is missing: the VM joins the test network through a tap device"
-    if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode != 0:
-        return "no Docker engine answers"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
+        require("/dev/net/tun", "missing: the VM joins the test network through a tap device")
+    require_docker_engine()
 
 
 def run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
