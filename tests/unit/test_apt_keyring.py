@@ -125,3 +125,15 @@ def test_bad_input_is_named(states, keys, tmp_path, source, fingerprints, messag
     )
     assert ret["result"] is False and message in ret["comment"], ret
     assert not keyring.exists()
+
+
+def test_without_gpg_test_mode_predicts_and_a_real_run_refuses(states, keys, tmp_path, monkeypatch):
+    """On a bare node gpg comes from an earlier state of the same run: test mode predicts."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    keyring = tmp_path / "k.gpg"
+    source = str(keys["dir"] / "ours.asc")
+    dry = states(test=True)["apt_keyring.present"](str(keyring), source, [keys["ours"]])
+    assert dry["result"] is None and "gpg is not installed yet" in dry["comment"], dry
+    real = states()["apt_keyring.present"](str(keyring), source, [keys["ours"]])
+    assert real["result"] is False and "gpg is not installed" in real["comment"], real
+    assert not keyring.exists()
