@@ -290,8 +290,8 @@ def check_image(
     Why ``image`` (a Docker reference as in a Marathon app, ``host:port/repo:tag``) cannot be
     deployed from the cluster registry, or None when the registry has it. The agents pull only
     from the cluster registry, so an image from anywhere else is refused too. Without a cluster
-    registry (no ``registry:client:url`` and no registry node in the inventory) nothing is
-    checked.
+    registry (no ``registry:client:url``, no ``registry:vip:address`` and no registry node in
+    the inventory) the image cannot be checked, and that is the answer (it fails closed).
 
     CLI Example:
 
@@ -302,7 +302,10 @@ def check_image(
     client_url = url or (__salt__["config.get"]("registry:client", {}) or {}).get("url")
     client_url = client_url or _default_url()
     if not client_url:
-        return None
+        return (
+            f"no cluster registry is configured (registry:client:url, registry:vip:address or a "
+            f"registry node in the inventory): cannot check image {image!r}"
+        )
     host, rest = _split_registry(str(image))
     accepted = {urllib.parse.urlsplit(client_url).netloc}
     for member in _members():

@@ -81,7 +81,22 @@ def ext_pillar(minion_id, pillar, catalogue, store):
             )
         value = _value(store, name, int(spec.get("bytes", 24)), kind)
         # One secret may appear at several places (a server's user list, a client's settings).
-        paths = spec["pillar"] if isinstance(spec["pillar"], list) else [spec["pillar"]]
-        for path in paths:
-            _put(result, path, value)
+        places = spec["pillar"] if isinstance(spec["pillar"], list) else [spec["pillar"]]
+        for place in places:
+            if isinstance(place, str):
+                _put(result, place, value)
+                continue
+            # {path, roles, with}: only for nodes with one of `roles`, and with plain values
+            # beside it (a client's user name next to its password).
+            unknown = set(place) - {"path", "roles", "with"}
+            if unknown or "path" not in place:
+                raise ValueError(
+                    f"secret {name!r}: a pillar place needs path (and may have roles, with), "
+                    f"got {sorted(place)}"
+                )
+            if "roles" in place and not set(place["roles"]) & set(roles):
+                continue
+            _put(result, place["path"], value)
+            for path, plain in (place.get("with") or {}).items():
+                _put(result, path, plain)
     return result

@@ -147,6 +147,34 @@ def _running(app_id: str) -> dict[str, Any] | None:
     return __salt__["marathon.app"](app_id)
 
 
+def _image_problem(desired: dict[str, Any]) -> str | None:
+    # The image must be in the cluster registry before Marathon hears of the app: a missing
+    # image otherwise surfaces only as failed launches at the deployment's timeout. The check
+    # fails closed: when it cannot be made (no registry module, no registry configured) the app
+    # is refused, unless pillar marathon:image_check is False.
+    image = ((desired.get("container") or {}).get("docker") or {}).get("image")
+    if not image:
+        return None
+    enabled = __salt__["config.get"]("marathon:image_check", True)
+    if not isinstance(enabled, bool):
+        return f"pillar marathon:image_check is {enabled!r}: True or False"
+    if not enabled:
+        return None
+    hint = "; set pillar marathon:image_check: False to deploy without the check"
+    if "registry.check_image" not in __salt__:
+        return (
+            f"cannot check image {image!r}: saltyard's registry execution module is not "
+            f"loaded{hint}"
+        )
+    try:
+        problem = __salt__["registry.check_image"](image)
+    except CommandExecutionError as exc:
+        return f"cannot check image {image!r} in the cluster registry: {exc}"
+    if problem and problem.startswith("no cluster registry"):
+        return problem + hint
+    return problem
+
+
 def present(
     name: str,
     app: dict[str, Any],
@@ -203,17 +231,10 @@ def present(
         return ret
 
     app_id = _canonical_id(name)
-    # The image must be in the cluster registry before Marathon hears of the app: a missing
-    # image otherwise surfaces only as failed launches at the deployment's timeout.
-    image = ((desired.get("container") or {}).get("docker") or {}).get("image")
-    if image and "registry.check_image" in __salt__:
-        try:
-            problem = __salt__["registry.check_image"](image)
-        except CommandExecutionError as exc:
-            problem = f"cannot check image {image!r} in the cluster registry: {exc}"
-        if problem:
-            ret["comment"] = f"app {app_id}: {problem}"
-            return ret
+    problem = _image_problem(desired)
+    if problem:
+        ret["comment"] = f"app {app_id}: {problem}"
+        return ret
     try:
         running = _running(app_id)
         diff = _diff(desired, running)

@@ -32,8 +32,13 @@ docker:
 mesos:
   install_packages: True
   package_source:
-    repo: deb [signed-by=/usr/share/keyrings/mesos.gpg] http://packages.example.internal/mesos bookworm main
-    key_url: http://packages.example.internal/mesos/mesos.gpg
+    repo: deb [signed-by=/usr/share/keyrings/mesos.gpg] https://packages.example.internal/mesos bookworm main
+    # The state fetches the key over https and writes the keyring only when its primary keys'
+    # fingerprints are exactly these (check them out of band; this one is a placeholder).
+    keyring:
+      path: /usr/share/keyrings/mesos.gpg
+      source: https://packages.example.internal/mesos/mesos.gpg
+      fingerprints: [0123456789ABCDEF0123456789ABCDEF01234567]
 
 marathon:
   install_package: True
@@ -43,8 +48,12 @@ marathon:
 consul:
   # A site repository that carries consul 1.8.x (MPL); only that package is taken from it.
   package_source:
-    source: deb http://packages.example.internal/consul bookworm main
+    source: deb [signed-by=/usr/share/keyrings/saltyard-consul.gpg] https://packages.example.internal/consul bookworm main
     pin: origin packages.example.internal
+    keyring:
+      path: /usr/share/keyrings/saltyard-consul.gpg
+      source: https://packages.example.internal/consul/consul.gpg
+      fingerprints: [89ABCDEF0123456789ABCDEF0123456789ABCDEF]
 
 lb:
   domain: apps.example.internal

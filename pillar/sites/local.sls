@@ -42,10 +42,9 @@ registry:
   vip:
     address: 172.30.0.200
   # The Salt registry module's connection (on every node; without a url: the VIP above, else
-  # the inventory's first registry node). The password is generated on the master and served
-  # to the nodes that pull.
+  # the inventory's first registry node). The user and its password follow the node's roles
+  # (salt/secrets.yaml: push on the build node, pull on the others that use the registry).
   client:
-    username: pull
     ca_file: /usr/local/share/ca-certificates/saltyard-cluster.crt
 
 # Consul 1.8.7 (MPL) from Debian bullseye: only that package comes from the bullseye suite. The

@@ -2,11 +2,17 @@
     count). Gossip is encrypted and ACLs deny by default; the servers register the ACL policies
     and the tokens generated on the master (consul.acl). -#}
 {%- from 'consul/map.jinja' import consul, servers, me, is_server with context %}
+{%- from 'lib/apt_keyring.jinja' import keyring_states with context %}
 {%- set pin = consul.package_source.pin %}
+{%- set keyring = consul.package_source.keyring %}
 include:
   - base
 {%- if is_server and servers[0].name == me.name %}
   - consul.acl
+{%- endif %}
+
+{%- if keyring.source %}
+{{ keyring_states('consul-apt-keyring', keyring) }}
 {%- endif %}
 
 # Only the consul package may come from the extra suite: everything else there is pinned away.
@@ -14,6 +20,10 @@ consul-apt-source:
   file.managed:
     - name: /etc/apt/sources.list.d/saltyard-consul.list
     - contents: {{ consul.package_source.source | json }}
+    {%- if keyring.source %}
+    - require:
+      - apt_keyring: consul-apt-keyring
+    {%- endif %}
 consul-apt-pin:
   file.managed:
     - name: /etc/apt/preferences.d/saltyard-consul

@@ -1,8 +1,7 @@
 {#- The Marathon-to-Consul bridge (saltyard.bridge) on the discovery nodes. When several run,
     one holds the Consul lock and the others wait. Credentials (Marathon's HTTP user, the
     discovery role's Consul token) come from a 0600 environment file, never the command line. -#}
-{%- import_yaml 'discovery/defaults.yaml' as defaults %}
-{%- set discovery = salt['pillar.get']('discovery', default=defaults.discovery, merge=True) %}
+{%- from 'discovery/map.jinja' import discovery with context %}
 {%- set marathon_nodes = salt['pillar.get']('saltyard:members:marathon', []) %}
 {%- set marathon_url = discovery.marathon_url or ('http://' ~ marathon_nodes[0].address ~ ':' ~ salt['pillar.get']('marathon:http_port', 8080) if marathon_nodes else '') %}
 {%- set creds = salt['pillar.get']('marathon:http_credentials', {}) %}

@@ -55,6 +55,15 @@ docker-tls-{{ name }}:
     - watch_in:
       - service: docker
 {%- endfor %}
+{%- else %}
+# Listener off: daemon.json and the listeners drop-in below lose the TLS settings and the TCP
+# port (the engine restarts on that); the certificate and key it served with go too, once the
+# engine runs without them.
+docker-tls-dir:
+  file.absent:
+    - name: {{ tls.dir }}
+    - require:
+      - service: docker
 {%- endif %}
 
 # Every engine trusts the cluster CA for the cluster's registries (by name and by address) and

@@ -22,16 +22,30 @@ lb-nginx-default-site:
     - require:
       - pkg: lb-nginx-package
 
+# Judges a candidate nginx file in the context of the whole configuration (a copy of it), for
+# check_cmd: `nginx -t` cannot test one included file on its own.
+lb-nginx-check-script:
+  file.managed:
+    - name: {{ lb.paths.check_script }}
+    - source: salt://lb/files/saltyard-lb-check.sh
+    - mode: '0755'
+
+# Validated before it replaces the live file (check_cmd, as the lvs role does with keepalived -t):
+# a candidate nginx refuses fails the state and the live file stays as it was.
 lb-nginx-http-config:
   file.managed:
-    - name: /etc/nginx/conf.d/saltyard-lb.conf
+    - name: {{ lb.paths.http_config }}
     - source: salt://lb/files/saltyard-lb.conf.jinja
     - template: jinja
     - context:
         lb: {{ lb | json }}
     - mode: '0644'
+    - check_cmd: {{ ([lb.paths.check_script, lb.paths.http_config] + lb.nginx_args) | join(' ') }}
     - require:
       - pkg: lb-nginx-package
+      - file: lb-nginx-check-script
+      # The candidate includes it: it must exist for the check.
+      - file: lb-nginx-apps-config
 
 # Until consul-template's first render: an empty set of virtual hosts (the default server
 # answers 404). Never replaced by Salt: consul-template owns its contents.
@@ -45,21 +59,10 @@ lb-nginx-apps-config:
     - require:
       - pkg: lb-nginx-package
 
-# Salt's changes are validated before nginx reloads them, like consul-template's.
-lb-nginx-validate:
-  cmd.run:
-    - name: nginx -t
-    - onchanges:
-      - file: lb-nginx-default-site
-      - file: lb-nginx-http-config
-      - file: lb-nginx-apps-config
-
 nginx:
   service.running:
     - enable: True
     - reload: True
-    - require:
-      - cmd: lb-nginx-validate
     - watch:
       - file: lb-nginx-default-site
       - file: lb-nginx-http-config

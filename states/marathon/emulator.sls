@@ -2,8 +2,7 @@
     (pillar marathon:emulator:enabled). Tasks run on the mesos-agent nodes' Docker engines, reached
     over TLS with a client certificate from the docker-clients CA; no engine listens without TLS.
     It reads MARATHON_HTTP_CREDENTIALS from /etc/default/marathon, as Marathon would. -#}
-{%- import_yaml 'marathon/defaults.yaml' as defaults %}
-{%- set marathon = salt['pillar.get']('marathon', default=defaults.marathon, merge=True) %}
+{%- from 'marathon/map.jinja' import marathon with context %}
 {%- set emulator = marathon.emulator %}
 {%- set me = salt['pillar.get']('saltyard:node', {}) %}
 {%- set pki = salt['pillar.get']('pki', {}) %}

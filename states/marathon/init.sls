@@ -1,5 +1,4 @@
-{%- import_yaml 'marathon/defaults.yaml' as defaults %}
-{%- set marathon = salt['pillar.get']('marathon', default=defaults.marathon, merge=True) %}
+{%- from 'marathon/map.jinja' import marathon with context %}
 {%- from 'mesos/map.jinja' import mesos, zk_hosts with context %}
 {%- set me = salt['pillar.get']('saltyard:node', {}) %}
 {%- set creds = marathon.http_credentials %}

@@ -1,11 +1,18 @@
 {%- from 'mesos/map.jinja' import mesos, zk_url with context %}
+{%- from 'lib/apt_keyring.jinja' import keyring_states with context %}
 {%- if mesos.install_packages %}
+{%- set keyring = mesos.package_source.keyring %}
+{%- if keyring.source %}
+{{ keyring_states('mesos-package-keyring', keyring) }}
+{%- endif %}
+
 mesos-package-source:
   pkgrepo.managed:
     - name: {{ mesos.package_source.repo }}
     - file: /etc/apt/sources.list.d/mesos.list
-    {%- if mesos.package_source.get('key_url') %}
-    - key_url: {{ mesos.package_source.key_url }}
+    {%- if keyring.source %}
+    - require:
+      - apt_keyring: mesos-package-keyring
     {%- endif %}
 
 mesos-package:

@@ -42,11 +42,19 @@ def load(kind: str, name: str, *, salt: dict[str, Any], test: bool = False) -> M
 def salt_modules(emulator):
     """Factory: (execution module, state module), the state in test mode when asked."""
 
-    def make(test: bool = False) -> tuple[ModuleType, ModuleType]:
-        config = {"marathon:url": emulator.url}
-        mod = load("_modules", "marathon", salt={"config.get": lambda k, d=None: config.get(k, d)})
+    def make(
+        test: bool = False, image_check: bool = False, registry: ModuleType | None = None
+    ) -> tuple[ModuleType, ModuleType]:
+        # The task image is on the host's engine, not in a registry: the registry check is off
+        # unless a test turns it on.
+        config = {"marathon:url": emulator.url, "marathon:image_check": image_check}
+        config_get = lambda k, d=None: config.get(k, d)  # noqa: E731
+        mod = load("_modules", "marathon", salt={"config.get": config_get})
         assert mod.__virtual__() == "marathon"
         salt = {f"marathon.{f}": getattr(mod, f) for f in MODULE_FUNCTIONS}
+        salt["config.get"] = config_get
+        if registry is not None:
+            salt["registry.check_image"] = registry.check_image
         state = load("_states", "marathon_app", salt=salt, test=test)
         assert state.__virtual__() == "marathon_app"
         return mod, state
@@ -219,3 +227,32 @@ def test_scaled_and_absent(salt_modules, emulator, docker_client):
     )
     again = state.absent("/salt/scale")
     assert again["result"] is True and again["changes"] == {}
+
+
+def test_image_check_fails_closed_without_a_registry(salt_modules, emulator):
+    """No registry module, or one with no registry configured: the app is refused, naming why
+    and the pillar key that turns the check off, and Marathon never hears of it."""
+    app_id = "/saltyard-it/unchecked"
+    config_get = lambda k, d=None: d  # noqa: E731  (no registry:client, VIP or registry node)
+    registry = load("_modules", "registry", salt={"config.get": config_get})
+    for registry_module, reason in [
+        (None, "saltyard's registry execution module is not loaded"),
+        (registry, "no cluster registry is configured"),
+    ]:
+        for test in (True, False):
+            _, state = salt_modules(test=test, image_check=True, registry=registry_module)
+            ret = state.present(app_id, web())
+            assert ret["result"] is False, ret
+            assert reason in ret["comment"], ret["comment"]
+            assert TASK_IMAGE in ret["comment"], ret["comment"]
+            assert "marathon:image_check: False" in ret["comment"], ret["comment"]
+            assert ret["changes"] == {}
+            assert get_app(emulator, app_id) is None
+
+
+def test_image_check_refuses_a_bad_switch(salt_modules, emulator):
+    _, state = salt_modules(image_check="no")
+    ret = state.present("/saltyard-it/badswitch", web())
+    assert ret["result"] is False
+    assert "pillar marathon:image_check is 'no'" in ret["comment"]
+    assert get_app(emulator, "/saltyard-it/badswitch") is None

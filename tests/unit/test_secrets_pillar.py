@@ -99,3 +99,61 @@ def test_unknown_format_named(tmp_path):
     catalogue.write_text("x:\n  pillar: a:b\n  roles: [base]\n  format: hex\n")
     with pytest.raises(ValueError, match="'x': unknown format 'hex'"):
         secrets.ext_pillar("lb1", {"saltyard": {"roles": ["base"]}}, str(catalogue), str(tmp_path))
+
+
+def test_registry_client_credentials_follow_the_roles(render):
+    """build1 promotes images (registry.retag): its client is the push user; the pullers' is
+    pull; each with that user's own password."""
+    users = render("registry1")["registry"]["users"]
+    build, agent, control, registry = (
+        render(n)["registry"] for n in ("build1", "agent-fat", "control1", "registry1")
+    )
+    assert build["client"] == {"username": "push", "password": users["push"]}
+    for puller in (agent, control, registry):
+        assert puller["client"] == {"username": "pull", "password": users["pull"]}
+    # The build node never holds the pull password, the pullers never the push one.
+    assert "pull" not in build["users"] and "push" not in agent["users"]
+    # lb1 uses no registry: no client credentials.
+    assert "registry" not in render("lb1")
+
+
+def test_registry_module_connects_with_the_credentials_given(render, load, tmp_path):
+    """The registry module on build1 (site pillar merged with the master's ext_pillar, as Salt
+    merges them) authenticates as push with push's password."""
+    import base64
+
+    import salt.utils.dictupdate
+    import yaml
+
+    site = yaml.safe_load((REPO / "pillar" / "sites" / "local.sls").read_text())
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_text("")
+    site["registry"]["client"]["ca_file"] = str(ca_file)
+    for node, user in (("build1", "push"), ("agent-fat", "pull")):
+        pillar = salt.utils.dictupdate.merge(
+            yaml.safe_load(yaml.safe_dump(site)), render(node), strategy="smart"
+        )
+
+        def config_get(key, default=None, pillar=pillar):
+            value = pillar
+            for part in key.split(":"):
+                if not isinstance(value, dict) or part not in value:
+                    return default
+                value = value[part]
+            return value
+
+        registry = load("_modules", "registry", salt={"config.get": config_get})
+        client = registry._client()
+        password = render("registry1")["registry"]["users"][user]
+        expected = base64.b64encode(f"{user}:{password}".encode()).decode()
+        assert client.username == user
+        assert client._headers["authorization"] == f"Basic {expected}"
+        assert client.base_url == "https://172.30.0.200:5000"  # the VIP from the site pillar
+
+
+def test_a_bad_pillar_place_is_named(tmp_path):
+    secrets = _load("saltyard_secrets")
+    catalogue = tmp_path / "secrets.yaml"
+    catalogue.write_text("x:\n  pillar: [{paht: a:b}]\n  roles: [base]\n")
+    with pytest.raises(ValueError, match=r"'x': a pillar place needs path .* got \['paht'\]"):
+        secrets.ext_pillar("lb1", {"saltyard": {"roles": ["base"]}}, str(catalogue), str(tmp_path))
