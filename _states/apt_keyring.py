@@ -105,13 +105,16 @@ def present(name: str, source: str, fingerprints: list[str], mode: str = "0644")
     mode
         The file's mode.
 
-    CLI Example:
+    SLS Example:
 
-    .. code-block:: bash
+    .. code-block:: yaml
 
-        salt '*' state.single apt_keyring.present /usr/share/keyrings/mesos.gpg \\
-            source=https://packages.example.internal/mesos/mesos.gpg \\
-            fingerprints='[0123456789ABCDEF0123456789ABCDEF01234567]'
+        mesos-keyring:
+          apt_keyring.present:
+            - name: /usr/share/keyrings/mesos.gpg
+            - source: https://packages.example.internal/mesos/mesos.gpg
+            - fingerprints:
+              - 0123456789ABCDEF0123456789ABCDEF01234567
     """
     ret: dict[str, Any] = {"name": name, "changes": {}, "result": False, "comment": ""}
     if not os.path.isabs(name):

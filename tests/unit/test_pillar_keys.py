@@ -140,8 +140,7 @@ def _declared_open_maps() -> dict[str, list[str]]:
 def test_every_component_with_defaults_checks_its_keys():
     declared = _declared_open_maps()
     with_defaults = {p.parent.name for p in STATES.glob("*/defaults.yaml")}
-    # kernel's map.jinja comes with another change; every other component is checked.
-    assert with_defaults - {"kernel"} <= set(declared), with_defaults - set(declared)
+    assert with_defaults <= set(declared), with_defaults - set(declared)
 
 
 @pytest.mark.parametrize("site", SITES, ids=[s.stem for s in SITES])
@@ -152,8 +151,6 @@ def test_every_site_pillar_uses_known_keys_only(load, site):
     problems = []
     for component, given in pillar.items():
         assert (STATES / component).is_dir(), f"{site.name}: {component} is no component"
-        if component not in declared:
-            continue  # kernel (see above)
         defaults = yaml.safe_load((STATES / component / "defaults.yaml").read_text())[component]
         problem = params.unknown_keys(component, defaults, given, declared[component])
         if problem:
