@@ -15,6 +15,7 @@ by name when several directories have one).
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -231,6 +233,101 @@ class ConsulAgent:
         return out
 
 
+class ConsulProxy:
+    """A pass-through HTTP proxy in front of the real Consul agent, on loopback, for one
+    bridge's ``--consul``. It changes nothing; it lets a test see every ``/v1/txn`` the bridge
+    sends at the moment it commits, which no observer outside the bridge can do reliably
+    (chunks of one write commit milliseconds apart):
+
+    - ``after_txn(ops, status)`` runs once Consul answered a transaction and before the bridge
+      gets the answer, so the bridge cannot send its next chunk while the test looks;
+    - ``hold()`` parks the transactions that arrive from then on until ``release()`` (a write
+      in flight while its sender stalls), and ``held`` counts the parked ones.
+
+    ``txns`` records (monotonic time, ops, status) of every forwarded transaction."""
+
+    def __init__(self, target: str):
+        self.target = target.rstrip("/")
+        self.txns: list[tuple[float, list, int]] = []
+        self.after_txn: Callable[[list, int], None] | None = None
+        self.held = 0
+        self._gate = threading.Event()
+        self._gate.set()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet: the bridge's own log says what it did
+                pass
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                txn = self.path.split("?")[0] == "/v1/txn"
+                if txn and not proxy._gate.is_set():
+                    with proxy._lock:
+                        proxy.held += 1
+                    proxy._gate.wait(120)
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() in ("x-consul-token",)
+                }
+                try:
+                    answer = requests.request(
+                        self.command,
+                        proxy.target + self.path,
+                        data=body,
+                        headers=headers,
+                        timeout=(3, 330),  # blocking queries wait up to 5 min
+                    )
+                except requests.RequestException:
+                    self.send_error(502)
+                    return
+                if txn:
+                    ops = json.loads(body or b"[]")
+                    with proxy._lock:
+                        proxy.txns.append((time.monotonic(), ops, answer.status_code))
+                    if proxy.after_txn:
+                        proxy.after_txn(ops, answer.status_code)
+                self.send_response(answer.status_code)
+                for key in ("Content-Type", "X-Consul-Index", "X-Consul-Knownleader"):
+                    if key in answer.headers:
+                        self.send_header(key, answer.headers[key])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def consul_proxy(consul_agent) -> Iterator[ConsulProxy]:
+    proxy = ConsulProxy(consul_agent.url)
+    yield proxy
+    proxy.close()
+
+
 @pytest.fixture(scope="session")
 def consul_agent(tmp_path_factory) -> Iterator[ConsulAgent]:
     try:
@@ -415,11 +512,20 @@ def healthy_tasks(marathon, app_id: str) -> dict[str, dict]:
 
 
 class BridgeProcess:
-    def __init__(self, name: str, workdir: Path, marathon_url: str, consul: ConsulAgent, args):
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        marathon_url: str,
+        consul: ConsulAgent,
+        args,
+        consul_url: str | None = None,
+    ):
         self.name = name
         self.log_file = workdir / f"bridge-{name}.log"
         self.marathon_url = marathon_url
         self.consul = consul
+        self.consul_url = consul_url or consul.url  # a ConsulProxy's, to watch its writes
         self.args = list(args)
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -437,7 +543,7 @@ class BridgeProcess:
             "--marathon",
             self.marathon_url,
             "--consul",
-            self.consul.url,
+            self.consul_url,
             "--listen",
             f"127.0.0.1:{self.port}",
             "--log-level",
@@ -485,7 +591,16 @@ class BridgeProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes (a long GC pause, a VM stall), holding what it held."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> int | None:
+        self.resume()  # a stopped process would not act on SIGTERM
         return stop_process(self.proc)
 
     def log(self) -> str:
@@ -516,13 +631,19 @@ def make_bridge(tmp_path, emulator, consul_agent) -> Iterator[Callable[..., Brid
     printed (pytest shows it for failing tests)."""
     started: list[BridgeProcess] = []
 
-    def make(name: str = "a", lock_key: str = "saltyard/bridge/test", *extra: str):
+    def make(
+        name: str = "a",
+        lock_key: str = "saltyard/bridge/test",
+        *extra: str,
+        consul_url: str | None = None,
+    ):
         bridge = BridgeProcess(
             name,
             tmp_path,
             emulator.url,
             consul_agent,
             [*BRIDGE_TEST_ARGS, "--lock-key", lock_key, *extra],
+            consul_url=consul_url,
         )
         started.append(bridge)
         return bridge
