@@ -53,7 +53,7 @@ def test_a_write_larger_than_one_transaction_never_shows_fewer_instances(
     )
     h.wait_until(
         lambda: sum(t["state"] == "TASK_RUNNING" for t in marathon.list_tasks(app["id"])) == count,
-        180,
+        300,  # 70 container starts on a busy shared 2-core host
         interval=1,
         message=f"{count} tasks running",
     )
