@@ -1,5 +1,6 @@
 """
-Consul leader and ACL policies and tokens, through py-consul (the maintained python-consul).
+Consul leader and ACL policies and tokens: a thin adapter over ``saltyard.clients.consul`` (the
+project's one Consul client, built on py-consul), which the bridge uses too.
 
 Salt ships a ``consul`` module for the legacy ACL API; this one (``consul_acl``) uses the ACL
 system of Consul 1.4+ and lets a token be created with a chosen SecretID, so that the master
@@ -15,48 +16,46 @@ Settings (pillar or minion config, ``config.get``)::
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
 
 try:
-    import consul
-    from consul.callback import CB
+    from saltyard.clients import consul as consul_client
 
-    HAS_CONSUL = True
-except ImportError:
-    HAS_CONSUL = False
+    HAS_SALTYARD = True
+except ImportError:  # the saltyard package (or py-consul, which it needs) is missing
+    HAS_SALTYARD = False
 
 __virtualname__ = "consul_acl"
 
 
 def __virtual__():
-    if not HAS_CONSUL:
-        return (False, "consul_acl: py-consul is not installed in the minion's Python")
+    if not HAS_SALTYARD:
+        return (
+            False,
+            "consul_acl: the saltyard package (saltyard.clients.consul, with py-consul) is not "
+            "importable in the minion's Python",
+        )
     return __virtualname__
 
 
-def _client(token: str | None = None) -> consul.Consul:
+def _client(token: str | None = None) -> consul_client.ConsulClient:
     addr = __salt__["config.get"]("consul:http_addr", "127.0.0.1:8500") or "127.0.0.1:8500"
-    host, _, port = addr.rpartition(":")
     token = token or __salt__["config.get"]("consul:acl:master_token", None)
-    client = consul.Consul(
-        host=host or "127.0.0.1", port=int(port), token=token, connections_timeout=10
-    )
-    # py-consul lets CONSUL_HTTP_TOKEN in the environment override the argument.
-    client.token = token
-    return client
-
-
-def _call(func, *args, **kwargs):
     try:
-        return func(*args, **kwargs)
-    except consul.ConsulException as exc:
-        raise CommandExecutionError(f"Consul: {exc}") from exc
-    except OSError as exc:
-        raise CommandExecutionError(f"no answer from the local Consul agent: {exc}") from exc
+        return consul_client.ConsulClient(addr, token, timeout=10)
+    except ValueError as exc:
+        raise CommandExecutionError(f"pillar consul:http_addr: {exc}") from exc
+
+
+def _call(client: consul_client.ConsulClient, func, *args, **kwargs):
+    try:
+        return client.call(lambda: func(*args, **kwargs), "Consul")
+    except consul_client.ConsulError as exc:
+        # The message already says whether Consul did not answer or what it refused.
+        raise CommandExecutionError(str(exc)) from exc
 
 
 def reachable() -> bool:
@@ -70,7 +69,7 @@ def reachable() -> bool:
         salt '*' consul_acl.reachable
     """
     try:
-        _client().status.leader()
+        _client().leader()
     except Exception:  # any failure means "not (yet) reachable"
         return False
     return True
@@ -86,7 +85,8 @@ def leader() -> str:
 
         salt control1 consul_acl.leader
     """
-    return _call(_client().status.leader) or ""
+    client = _client()
+    return _call(client, client.leader) or ""
 
 
 def wait_for_leader(timeout: float = 120) -> str:
@@ -112,7 +112,9 @@ def wait_for_leader(timeout: float = 120) -> str:
             found = leader()
             if found:
                 if holds_master:
-                    _call(_client().acl.policy.list)  # raises while ACLs are in legacy mode
+                    client = _client()
+                    # Raises while the ACL system is in legacy mode.
+                    _call(client, client.api.acl.policy.list)
                 return found
             last = "no leader elected yet"
         except CommandExecutionError as exc:
@@ -136,9 +138,9 @@ def policy(name: str) -> dict[str, Any] | None:
         salt control1 consul_acl.policy agent
     """
     client = _client()
-    for item in _call(client.acl.policy.list):
+    for item in _call(client, client.api.acl.policy.list):
         if item["Name"] == name:
-            return _call(client.acl.policy.read, item["ID"])
+            return _call(client, client.api.acl.policy.read, item["ID"])
     return None
 
 
@@ -162,14 +164,8 @@ def policy_set(name: str, rules: str, description: str = "") -> dict[str, Any]:
     return _put(client, f"/v1/acl/policy/{current['ID']}", {"ID": current["ID"], **body})
 
 
-def _put(client: consul.Consul, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    return _call(
-        client.http.put,
-        CB.json(),
-        path,
-        data=json.dumps(body),
-        headers=client.prepare_headers(),
-    )
+def _put(client: consul_client.ConsulClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    return _call(client, client.put_json, path, body, f"PUT {path}")
 
 
 def token(secret_id: str) -> dict[str, Any] | None:
@@ -183,12 +179,12 @@ def token(secret_id: str) -> dict[str, Any] | None:
         salt control1 consul_acl.token 6f0c...
     """
     client = _client()
-    for item in _call(client.acl.token.list):
+    for item in _call(client, client.api.acl.token.list):
         if item.get("SecretID") == secret_id:
             return item
         if "SecretID" not in item:
             # Listing hides secrets from tokens without acl:write; read it by accessor.
-            full = _call(client.acl.token.read, item["AccessorID"])
+            full = _call(client, client.api.acl.token.read, item["AccessorID"])
             if full.get("SecretID") == secret_id:
                 return full
     return None
@@ -209,7 +205,8 @@ def token_set(secret_id: str, policies: list[str], description: str = "") -> dic
     links = [{"Name": name} for name in policies]
     if current is None:
         return _call(
-            client.acl.token.create,
+            client,
+            client.api.acl.token.create,
             secret_id=secret_id,
             policies_name=list(policies),
             description=description,

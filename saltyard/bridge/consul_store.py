@@ -15,40 +15,21 @@ however late it notices. The catalog register/deregister endpoints have no such 
 
 from __future__ import annotations
 
-import json
 import logging
-import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import consul
-import consul.base
-import requests
-from consul.exceptions import ACLPermissionDenied, ConsulException, NotFound
+from saltyard.clients.consul import ConsulClient, ConsulDenied, ConsulError, ConsulUnavailable
 
 from .registrations import NODE_PREFIX, Registration, is_owned
+
+__all__ = ["ConsulDenied", "ConsulError", "ConsulStore", "ConsulUnavailable", "LockLost"]
 
 log = logging.getLogger("saltyard.bridge.consul")
 
 # Consul (1.8) refuses transactions of more than 64 operations; one is the session check.
 MAX_TXN_OPS = 64
-
-
-class ConsulError(Exception):
-    """Consul answered with an error (``status``), or not at all (``status`` None)."""
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status
-
-
-class ConsulUnavailable(ConsulError):
-    """No answer: the agent is down, restarting or unreachable."""
-
-
-class ConsulDenied(ConsulError):
-    """403: the token lacks a permission (see docs/bridge.md for the policy)."""
 
 
 class LockLost(ConsulError):
@@ -73,81 +54,34 @@ class Snapshot:
     services: dict[str, Registration] = field(default_factory=dict)  # owned, by service id
 
 
-def _call(fn: Callable[[], Any], what: str) -> Any:
-    """Run one py-consul call, mapping its and requests' errors onto ours."""
-    try:
-        return fn()
-    except requests.RequestException as exc:
-        raise ConsulUnavailable(f"{what}: no answer from Consul: {exc}") from exc
-    except ACLPermissionDenied as exc:
-        raise ConsulDenied(f"{what}: permission denied by Consul ACLs: {exc}", 403) from exc
-    except NotFound as exc:
-        raise ConsulError(f"{what}: not found: {exc}", 404) from exc
-    except ConsulException as exc:
-        text = str(exc)
-        status = int(text[:3]) if text[:3].isdigit() else None
-        if status in (500, 502, 503, 504) and "leader" in text.lower():
-            raise ConsulUnavailable(f"{what}: {text}", status) from exc
-        raise ConsulError(f"{what}: {text}", status) from exc
-
-
-def _raw_response(response: consul.base.Response) -> consul.base.Response:
-    return response
-
-
 class ConsulStore:
     def __init__(self, url: str, token: str | None = None, *, timeout: float = 10.0):
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        if "//" not in url:
             raise ValueError(f"Consul URL {url!r}: expected http(s)://HOST[:PORT]")
         self.url = url
-        self.client = consul.Consul(
-            host=parsed.hostname,
-            port=parsed.port or (443 if parsed.scheme == "https" else 8500),
-            scheme=parsed.scheme,
-            token=token,
-            connections_timeout=timeout,
-        )
-        # py-consul lets CONSUL_HTTP_TOKEN override the argument; the caller decides instead.
-        self.client.token = token
-
-    # ------------------------------------------------------------------ raw requests
+        self.consul = ConsulClient(url, token, timeout=timeout)
+        self.client = self.consul.api
+        self._call = self.consul.call
 
     def _put_raw(self, path: str, body: Any, what: str) -> tuple[int, Any]:
-        """PUT through py-consul's transport, returning (status, decoded body) unchecked. Used
-        where py-consul falls short: its txn call sends no ACL token, its session call refuses
-        TTLs under 10 s (Consul's minimum is the server's ``session_ttl_min``), and both hide
-        the error body the bridge needs."""
-        response = _call(
-            lambda: self.client.http.put(
-                _raw_response,
-                path,
-                data=json.dumps(body),
-                headers=self.client.prepare_headers(),
-            ),
-            what,
-        )
-        try:
-            decoded = json.loads(response.body) if response.body else None
-        except ValueError:
-            decoded = response.body
-        if response.code == 403:
-            raise ConsulDenied(f"{what}: permission denied by Consul ACLs: {decoded}", 403)
-        if response.code >= 500:
-            raise ConsulUnavailable(f"{what}: HTTP {response.code}: {decoded}", response.code)
-        return response.code, decoded
+        """Used where py-consul falls short: its txn call sends no ACL token, its session call
+        refuses TTLs under 10 s (Consul's minimum is the server's ``session_ttl_min``), and
+        both hide the error body the bridge needs."""
+        return self.consul.put(path, body, what)
 
     # ------------------------------------------------------------------ reading
 
     def snapshot(self) -> Snapshot:
         """Every node on the bridge's prefix, with the owned services on it."""
         snap = Snapshot()
-        _, nodes = _call(lambda: self.client.catalog.nodes(), "listing catalog nodes")
+        _, nodes = self._call(lambda: self.client.catalog.nodes(), "listing catalog nodes")
         for node in nodes or []:
             name = node.get("Node", "")
             if not name.startswith(NODE_PREFIX):
                 continue
-            found = _call(lambda name=name: self.client.catalog.node(name), f"reading node {name}")
+            found = self._call(
+                lambda name=name: self.client.catalog.node(name), f"reading node {name}"
+            )
             detail = found[1] if found else None
             if not detail or not detail.get("Node"):
                 continue  # removed between the two reads
@@ -184,7 +118,7 @@ class ConsulStore:
     def renew_session(self, session_id: str) -> bool:
         """False when Consul no longer knows the session (expired, destroyed, data lost)."""
         try:
-            found = _call(
+            found = self._call(
                 lambda: self.client.session.renew(session_id), "renewing the leader session"
             )
         except ConsulError as exc:
@@ -194,11 +128,11 @@ class ConsulStore:
         return bool(found)
 
     def destroy_session(self, session_id: str) -> None:
-        _call(lambda: self.client.session.destroy(session_id), "destroying the leader session")
+        self._call(lambda: self.client.session.destroy(session_id), "destroying the leader session")
 
     def acquire(self, key: str, session_id: str, value: str) -> bool:
         return bool(
-            _call(
+            self._call(
                 lambda: self.client.kv.put(key, value, acquire=session_id),
                 f"acquiring the lock {key}",
             )
@@ -206,7 +140,7 @@ class ConsulStore:
 
     def release(self, key: str, session_id: str) -> bool:
         return bool(
-            _call(
+            self._call(
                 lambda: self.client.kv.put(key, None, release=session_id),
                 f"releasing the lock {key}",
             )
@@ -217,7 +151,7 @@ class ConsulStore:
     ) -> tuple[str | None, str | None]:
         """(index, session holding ``key`` or None). With ``index``, a blocking query that
         returns when the key changes or ``wait`` passes."""
-        found = _call(
+        found = self._call(
             lambda: self.client.kv.get(key, index=index, wait=wait), f"reading the lock {key}"
         )
         index, entry = found
@@ -227,7 +161,11 @@ class ConsulStore:
 
     def apply(self, ops: list[dict], key: str, session_id: str) -> None:
         """Run ``ops`` (see the op_* builders) in transactions of at most MAX_TXN_OPS, each
-        guarded by this session holding ``key``. Raises LockLost if it does not."""
+        guarded by this session holding ``key``. Raises LockLost if it does not.
+
+        Each transaction is atomic; a list longer than one is not: the chunks commit one after
+        another, in the order of ``ops`` (the caller orders them so that every state in between
+        is safe), and a failure stops the rest with the earlier chunks applied."""
         guard = {"KV": {"Verb": "check-session", "Key": key, "Session": session_id}}
         size = MAX_TXN_OPS - 1
         for start in range(0, len(ops), size):

@@ -165,6 +165,9 @@ class Bridge:
         self._nodes: dict[str, NodeInfo] = {}
         self._skips: dict[str, tuple[str, str]] = {}  # app id -> (reason, detail)
         self._task_problems: dict[str, tuple[str, str, str]] = {}  # task -> (app, reason, text)
+        # Registered tasks whose health Marathon does not know: task -> (app, monotonic time
+        # this bridge first saw it unknown). Kept registered until --unknown-health-grace.
+        self._unknown_since: dict[str, tuple[str, float]] = {}
         self.last_sync: float | None = None  # wall clock of the last full resync
         self._last_sync_mono: float | None = None
         self.marathon_ok = False
@@ -294,9 +297,11 @@ class Bridge:
                     if self.leader.active:
                         if now >= next_full:
                             self._full_due = True
+                        self._dirty.update(self._unknown_expired(now))
                         if self._full_due or self._dirty or self._gone:
                             break
-                        timeout = min(1.0, next_full - now)
+                        expiry = self._next_unknown_expiry()
+                        timeout = min(1.0, next_full - now, (expiry or now + 1.0) - now)
                     else:
                         timeout = 0.5
                     self._cond.wait(timeout)
@@ -361,6 +366,8 @@ class Bridge:
             del self._skips[app_id]
         for task_id in [t for t, p in self._task_problems.items() if p[0] not in present]:
             del self._task_problems[task_id]
+        for task_id in [t for t, u in self._unknown_since.items() if u[0] not in present]:
+            del self._unknown_since[task_id]
         self._converge(desired, dict(self._registered), full=True)
         self.metrics.inc("resyncs")
         self.last_sync, self._last_sync_mono = time.time(), time.monotonic()
@@ -383,6 +390,8 @@ class Bridge:
                 self._skips.pop(app_id, None)
                 for task_id in [t for t, p in self._task_problems.items() if p[0] == app_id]:
                     del self._task_problems[task_id]
+                for task_id in [t for t, u in self._unknown_since.items() if u[0] == app_id]:
+                    del self._unknown_since[task_id]
             actual = {k: r for k, r in self._registered.items() if r.app_id == app_id}
             self._converge(desired, actual, full=False)
             self.metrics.inc("app_resyncs")
@@ -408,7 +417,63 @@ class Bridge:
         for task_id, (reason, _) in plan.task_problems.items():
             if reason == UNRESOLVED_HOST and task_id in self._registered:
                 desired[task_id] = self._registered[task_id]
+        self._keep_unknown(plan, desired)
         return desired
+
+    def _keep_unknown(self, plan: AppPlan, desired: dict[str, Registration]) -> None:
+        """A registered task whose health Marathon does not know is not unhealthy: Marathon
+        forgets every result when it restarts or changes leader, and knows it again only
+        after the next check. Deregistering then would empty the load balancers of healthy
+        tasks; so the instance stays as it is, for up to ``unknown_health_grace`` seconds
+        from when this bridge first saw it unknown. A dead result, a terminal or killing state
+        or the task's end still take it out at once; a task never registered waits for its
+        first healthy result."""
+        now = time.monotonic()
+        grace = self.settings.unknown_health_grace
+        for task_id in [t for t, u in self._unknown_since.items() if u[0] == plan.app_id]:
+            if task_id not in plan.health_unknown:
+                del self._unknown_since[task_id]  # known again (or gone): the plan decides
+        for task_id in sorted(plan.health_unknown):
+            held = self._registered.get(task_id)
+            if held is None:
+                continue
+            since = self._unknown_since.setdefault(task_id, (plan.app_id, now))[1]
+            if now - since < grace:
+                if since == now:
+                    log.info(
+                        "task %s of %s: health unknown (Marathon restarted?); keeping its "
+                        "instance for up to %gs",
+                        task_id,
+                        plan.app_id,
+                        grace,
+                    )
+                desired[task_id] = held
+            elif task_id not in desired:
+                log.warning(
+                    "task %s of %s: health still unknown after %gs; deregistering it",
+                    task_id,
+                    plan.app_id,
+                    grace,
+                )
+
+    def _unknown_expired(self, now: float) -> set[str]:
+        """Apps with an instance kept for unknown health whose grace has run out: re-read them
+        then, not only at the next full resync."""
+        grace = self.settings.unknown_health_grace
+        return {
+            app_id
+            for task_id, (app_id, since) in list(self._unknown_since.items())
+            if now - since >= grace and task_id in self._registered
+        }
+
+    def _next_unknown_expiry(self) -> float | None:
+        grace = self.settings.unknown_health_grace
+        times = [
+            since + grace
+            for task_id, (_, since) in list(self._unknown_since.items())
+            if task_id in self._registered
+        ]
+        return min(times) if times else None
 
     def _note(self, plan: AppPlan) -> None:
         """Log and count skipped apps and tasks once per reason, not on every resync."""
@@ -462,8 +527,12 @@ class Bridge:
             for name, info in nodes.items()
             if info.owned and info.meta == _expected_node_meta(name)
         }
-        ops = [op_service_delete(reg) for reg in to_delete]
-        ops += registration_ops(to_set, ready)
+        # Registrations first, deregistrations after, node deletions last: a write larger than
+        # one transaction is split (ConsulStore.apply), and in this order a load balancer
+        # reading between two chunks sees every instance of before or of after, never fewer
+        # than the smaller of the two.
+        ops = registration_ops(to_set, ready)
+        ops += [op_service_delete(reg) for reg in to_delete]
         empty_nodes: list[NodeInfo] = []
         if full:
             remaining = collections.Counter(r.node for r in self._registered.values())

@@ -113,6 +113,9 @@ class AppPlan:
     skip_reason: str | None = None
     skip_detail: str = ""
     task_problems: dict[str, tuple[str, str]] = field(default_factory=dict)  # task -> reason
+    # RUNNING tasks whose health Marathon does not know (yet): not registered here; the daemon
+    # keeps an instance it already holds for a while (--unknown-health-grace).
+    health_unknown: set[str] = field(default_factory=set)
 
 
 def is_owned(meta: Mapping[str, str] | None) -> bool:
@@ -149,16 +152,30 @@ def env_for(app: Mapping[str, Any], default_env: str | None) -> str | None:
     return default_env
 
 
-def task_is_healthy(task: Mapping[str, Any], n_checks: int, current_config: bool) -> bool:
-    """RUNNING, and every health check result alive. Tasks of the current configuration need a
-    result for each of the app's checks; older tasks (mid-upgrade) are judged on the results
-    they have, because their own version may have had other checks."""
+HEALTHY, UNHEALTHY, UNKNOWN = "healthy", "unhealthy", "unknown"
+
+
+def task_health(task: Mapping[str, Any], n_checks: int, current_config: bool) -> str:
+    """HEALTHY: RUNNING, and every health check result alive. Tasks of the current
+    configuration need a result for each of the app's checks; older tasks (mid-upgrade) are
+    judged on the results they have, because their own version may have had other checks.
+
+    UNKNOWN: RUNNING, no result says dead, but a result is missing. A new task looks like this
+    until its first check, and so does every task right after Marathon restarts or changes
+    leader: Marathon forgets health results and knows them again only after the next check.
+    UNHEALTHY: anything else (not RUNNING, or a result that is not alive)."""
     if task.get("state") != "TASK_RUNNING":
-        return False
+        return UNHEALTHY
     results = task.get("healthCheckResults") or []
-    if not results or not all(r.get("alive") is True for r in results):
-        return False
-    return len(results) >= n_checks if current_config else True
+    if any(r.get("alive") is not True for r in results):
+        return UNHEALTHY
+    if not results or (current_config and len(results) < n_checks):
+        return UNKNOWN
+    return HEALTHY
+
+
+def task_is_healthy(task: Mapping[str, Any], n_checks: int, current_config: bool) -> bool:
+    return task_health(task, n_checks, current_config) == HEALTHY
 
 
 def task_runs_current_config(app: Mapping[str, Any], task: Mapping[str, Any]) -> bool:
@@ -238,7 +255,10 @@ def desired_registrations(
             continue
         current = task_runs_current_config(app, task)
         if checks:
-            if not task_is_healthy(task, len(checks), current):
+            health = task_health(task, len(checks), current)
+            if health == UNKNOWN:
+                plan.health_unknown.add(task_id)
+            if health != HEALTHY:
                 continue
         elif task.get("state") != "TASK_RUNNING":
             continue

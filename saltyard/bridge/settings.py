@@ -42,6 +42,7 @@ class Settings:
     event_stream_timeout: float = 60.0
     request_timeout: float = 10.0
     max_backoff: float = 30.0
+    unknown_health_grace: float = 90.0
     log_level: str = "INFO"
     marathon_credentials: tuple[str, str] | None = field(default=None, repr=False)
     consul_token: str | None = field(default=None, repr=False)
@@ -180,6 +181,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="longest wait between retries while Marathon or Consul is away (default %(default)g)",
     )
+    parser.add_argument(
+        "--unknown-health-grace",
+        type=float,
+        default=90.0,
+        metavar="SECONDS",
+        help="how long a registered task stays registered while Marathon shows no health "
+        "result for it (after a Marathon restart or leader change, results are back only "
+        "after the next check); 0 deregisters it at once (default %(default)g)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser
 
@@ -204,6 +214,10 @@ def parse_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Sett
         raise SettingsError(f"--session-ttl {session_ttl:g}: Consul allows at most 86400 s")
     if not args.lock_delay >= 0:
         raise SettingsError(f"--lock-delay {args.lock_delay:g}: must be 0 or more")
+    if not args.unknown_health_grace >= 0:
+        raise SettingsError(
+            f"--unknown-health-grace {args.unknown_health_grace:g}: must be 0 or more"
+        )
     if args.default_env is not None and not args.default_env.strip():
         raise SettingsError("--default-env must not be empty")
     environments = _environments(args.environments)
@@ -226,6 +240,7 @@ def parse_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Sett
         event_stream_timeout=_positive("--event-stream-timeout", args.event_stream_timeout),
         request_timeout=_positive("--request-timeout", args.request_timeout),
         max_backoff=_positive("--max-backoff", args.max_backoff),
+        unknown_health_grace=args.unknown_health_grace,
         log_level=level,
         marathon_credentials=credentials,
         consul_token=environ.get("CONSUL_HTTP_TOKEN") or None,

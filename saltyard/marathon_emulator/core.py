@@ -1319,6 +1319,14 @@ class Emulator:
         except ValueError:
             age = 0.0
         task.started_mono = time.monotonic() - max(0.0, age)
+        # As after a Marathon restart or leader change: no health result is known, and the
+        # first check comes one interval later (Marathon's health check actors start with a
+        # full interval), so clients see RUNNING tasks without results for that long.
+        now = time.monotonic()
+        task.health = [
+            HealthState(next_due=now + max(0.2, hc.get("intervalSeconds", 60)))
+            for hc in (self._def_for(task) or {}).get("healthChecks") or []
+        ]
         self.tasks[task.id] = task
         log.info("adopted task %s of %s on %s", task.id, task.app_id, agent.name)
 

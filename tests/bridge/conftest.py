@@ -14,11 +14,15 @@ when several directories have one).
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
+import requests
 
 from tests.support.bridge import (
     AGENT_ADDRESSES,
@@ -45,6 +49,101 @@ def consul_agent(tmp_path_factory) -> Iterator[ConsulAgent]:
         yield agent
     finally:
         agent.stop()
+
+
+class ConsulProxy:
+    """A pass-through HTTP proxy in front of the real Consul agent, on loopback, for one
+    bridge's ``--consul``. It changes nothing; it lets a test see every ``/v1/txn`` the bridge
+    sends at the moment it commits, which no observer outside the bridge can do reliably
+    (chunks of one write commit milliseconds apart):
+
+    - ``after_txn(ops, status)`` runs once Consul answered a transaction and before the bridge
+      gets the answer, so the bridge cannot send its next chunk while the test looks;
+    - ``hold()`` parks the transactions that arrive from then on until ``release()`` (a write
+      in flight while its sender stalls), and ``held`` counts the parked ones.
+
+    ``txns`` records (monotonic time, ops, status) of every forwarded transaction."""
+
+    def __init__(self, target: str):
+        self.target = target.rstrip("/")
+        self.txns: list[tuple[float, list, int]] = []
+        self.after_txn: Callable[[list, int], None] | None = None
+        self.held = 0
+        self._gate = threading.Event()
+        self._gate.set()
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # quiet: the bridge's own log says what it did
+                pass
+
+            def _forward(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                txn = self.path.split("?")[0] == "/v1/txn"
+                if txn and not proxy._gate.is_set():
+                    with proxy._lock:
+                        proxy.held += 1
+                    proxy._gate.wait(120)
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() in ("x-consul-token",)
+                }
+                try:
+                    answer = requests.request(
+                        self.command,
+                        proxy.target + self.path,
+                        data=body,
+                        headers=headers,
+                        timeout=(3, 330),  # blocking queries wait up to 5 min
+                    )
+                except requests.RequestException:
+                    self.send_error(502)
+                    return
+                if txn:
+                    ops = json.loads(body or b"[]")
+                    with proxy._lock:
+                        proxy.txns.append((time.monotonic(), ops, answer.status_code))
+                    if proxy.after_txn:
+                        proxy.after_txn(ops, answer.status_code)
+                self.send_response(answer.status_code)
+                for key in ("Content-Type", "X-Consul-Index", "X-Consul-Knownleader"):
+                    if key in answer.headers:
+                        self.send_header(key, answer.headers[key])
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def hold(self) -> None:
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def consul_proxy(consul_agent) -> Iterator[ConsulProxy]:
+    proxy = ConsulProxy(consul_agent.url)
+    yield proxy
+    proxy.close()
 
 
 # ---------------------------------------------------------------------- Marathon emulator
@@ -93,13 +192,19 @@ def make_bridge(tmp_path, emulator, consul_agent) -> Iterator[Callable[..., Brid
     printed (pytest shows it for failing tests)."""
     started: list[BridgeProcess] = []
 
-    def make(name: str = "a", lock_key: str = "saltyard/bridge/test", *extra: str):
+    def make(
+        name: str = "a",
+        lock_key: str = "saltyard/bridge/test",
+        *extra: str,
+        consul_url: str | None = None,
+    ):
         bridge = BridgeProcess(
             name,
             tmp_path,
             emulator.url,
             consul_agent,
             [*BRIDGE_TEST_ARGS, "--lock-key", lock_key, *extra],
+            consul_url=consul_url,
         )
         started.append(bridge)
         return bridge

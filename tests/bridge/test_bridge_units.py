@@ -13,13 +13,16 @@ from saltyard.bridge.leader import Backoff
 from saltyard.bridge.metrics import Metrics
 from saltyard.bridge.registrations import (
     BAD_LABEL,
+    HEALTHY,
     NO_ENV,
     NO_HEALTH_CHECKS,
     NO_PORT,
+    UNHEALTHY,
     UNRESOLVED_HOST,
     desired_registrations,
     env_for,
     service_name_for,
+    task_health,
     task_is_healthy,
 )
 from saltyard.bridge.settings import Settings, SettingsError, build_parser, parse_settings
@@ -331,3 +334,25 @@ def test_health_of_a_fresh_bridge_is_passive_and_not_stale():
     assert status == 200
     assert body["status"] == "passive" and body["active"] is False and body["last_sync"] is None
     assert set(body["counters"]) >= {"registrations", "deregistrations", "resyncs", "errors"}
+
+
+def test_running_tasks_without_a_result_are_of_unknown_health_not_registered():
+    fresh = task("shop_web.1", healthCheckResults=[])
+    dead = task("shop_web.2", healthCheckResults=[{"alive": False}])
+    half = task("shop_web.3", healthCheckResults=[{"alive": True}])
+    two_checks = [{"protocol": "HTTP"}, {"protocol": "TCP"}]
+    result = plan(tasks=[fresh, dead, half], healthChecks=two_checks)
+    assert result.registrations == []
+    assert result.health_unknown == {"shop_web.1", "shop_web.3"}  # not the dead one
+    assert task_health(task("x", state="TASK_KILLING"), 1, True) == UNHEALTHY
+    assert task_health(task("x"), 1, True) == HEALTHY
+
+
+def test_unknown_health_grace_is_a_setting_of_0_or_more():
+    args = build_parser().parse_args(["--marathon", "http://m:8080"])
+    assert parse_settings(args, {}).unknown_health_grace == 90
+    args = build_parser().parse_args(["--marathon", "http://m:8080", "--unknown-health-grace", "0"])
+    assert parse_settings(args, {}).unknown_health_grace == 0
+    args = build_parser().parse_args(["--marathon", "http://m:8080", "--unknown-health-grace=-1"])
+    with pytest.raises(SettingsError, match="--unknown-health-grace -1: must be 0 or more"):
+        parse_settings(args, {})

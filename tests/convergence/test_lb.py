@@ -1,7 +1,8 @@
 """The whole path in the local cluster: Marathon (the emulator on control1) → the bridge
 (discovery) → Consul → consul-template on lb1 → nginx on lb1. An app deployed to fat is reachable
 through its virtual host; scaling, a killed task, a bridge restarted mid-change and a Consul agent
-restart are followed; an app without health checks is not routed (docs/bridge.md)."""
+restart are followed, a Marathon restart loses no request; an app without health checks is not
+routed (docs/bridge.md)."""
 
 from __future__ import annotations
 
@@ -166,6 +167,30 @@ def test_consul_agent_restart_on_the_lb_recovers(cluster, marathon, lb, web):
     cluster.exec(node.name, ["systemctl", "restart", "consul"])
     cluster.salt([marathon], "marathon.scale", APP_ID, "2")
     wait_served_by(lb, host, wait_tasks(cluster, marathon, 2), timeout=120)
+
+
+def test_marathon_restart_keeps_the_app_served(cluster, marathon, lb, web):
+    """Restarting Marathon (the emulator) forgets every health result until each task's next
+    check; the bridge keeps the instances meanwhile (docs/bridge.md, unknown health), so lb1
+    answers every request, about 20 a second, through the restart and after it."""
+    host = f"{SERVICE}.fat.{lb[1]}"
+    cluster.salt([marathon], "marathon.scale", APP_ID, "3")
+    expected = wait_tasks(cluster, marathon, 3)
+    wait_served_by(lb, host, expected)
+    cluster.exec(marathon, ["systemctl", "restart", "saltyard-marathon-emulator"])
+    answers: dict[int | str, int] = {}
+    end = time.monotonic() + 20  # the restart, the bridge's reconnect and a few checks
+    while time.monotonic() < end:
+        try:
+            r = requests.get(f"http://{lb[0].address}/id", headers={"Host": host}, timeout=5)
+            key: int | str = r.status_code
+        except requests.RequestException as exc:
+            key = type(exc).__name__
+        answers[key] = answers.get(key, 0) + 1
+        time.sleep(0.05)
+    assert set(answers) == {200}, answers
+    assert answers[200] >= 100, answers
+    assert wait_tasks(cluster, marathon, 3) == expected  # the same tasks, adopted
 
 
 def test_app_without_health_checks_is_not_routed(cluster, marathon, lb, registry_image):

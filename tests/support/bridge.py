@@ -48,11 +48,20 @@ def add_bridge_token(consul: ConsulAgent) -> str:
 
 
 class BridgeProcess:
-    def __init__(self, name: str, workdir: Path, marathon_url: str, consul: ConsulAgent, args):
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        marathon_url: str,
+        consul: ConsulAgent,
+        args,
+        consul_url: str | None = None,
+    ):
         self.name = name
         self.log_file = Path(workdir) / f"bridge-{name}.log"
         self.marathon_url = marathon_url
         self.consul = consul
+        self.consul_url = consul_url or consul.url  # a ConsulProxy's, to watch its writes
         self.args = list(args)
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -70,7 +79,7 @@ class BridgeProcess:
             "--marathon",
             self.marathon_url,
             "--consul",
-            self.consul.url,
+            self.consul_url,
             "--listen",
             f"127.0.0.1:{self.port}",
             "--log-level",
@@ -122,7 +131,16 @@ class BridgeProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes (a long GC pause, a VM stall), holding what it held."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self) -> int | None:
+        self.resume()  # a stopped process would not act on SIGTERM
         return stop_process(self.proc)
 
     def log(self) -> str:
