@@ -45,6 +45,7 @@ CONSUL_TEMPLATE = Path(
     )
 )
 DOMAIN = "saltyard.test"
+GRACEFUL_SERVER = Path(__file__).with_name("graceful_server.py")
 
 
 def load_bridge_helpers():
@@ -60,15 +61,43 @@ def load_bridge_helpers():
     return module
 
 
-def backend_app(app_id: str, instances: int = 1, *, env: str = "fat", **extra) -> dict:
-    """A web app whose every task answers ``GET /id`` with its Marathon task id."""
+def backend_app(
+    app_id: str, instances: int = 1, *, env: str = "fat", graceful: bool = False, **extra
+) -> dict:
+    """A web app whose every task answers ``GET /id`` with its Marathon task id.
+
+    ``graceful=False``: ``python -m http.server``, which dies at once on SIGTERM.
+    ``graceful=True``: tests/lb/graceful_server.py, which keeps serving 2 s after SIGTERM and
+    then exits (what docs/lb.md asks of applications), with a kill grace period above that."""
     helpers = load_bridge_helpers()
     app = helpers.web_app(app_id, instances, env=env, **extra)
-    app["cmd"] = (
-        'mkdir -p /tmp/www && printf %s "$MESOS_TASK_ID" > /tmp/www/id && cd /tmp/www && '
-        "exec python3 -m http.server $PORT0"
-    )
+    if graceful:
+        app["env"] = {**app.get("env", {}), "SALTYARD_TEST_SERVER": GRACEFUL_SERVER.read_text()}
+        app["cmd"] = 'exec python3 -c "$SALTYARD_TEST_SERVER"'
+        app.setdefault("taskKillGracePeriodSeconds", 5)
+    else:
+        app["cmd"] = (
+            'mkdir -p /tmp/www && printf %s "$MESOS_TASK_ID" > /tmp/www/id && cd /tmp/www && '
+            "exec python3 -m http.server $PORT0"
+        )
     return app
+
+
+def wait_served(stack, host: str, count: int, timeout: float = 60) -> set[str]:
+    """Wait until ``count`` healthy tasks are in the upstream and each answers through nginx."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        try:
+            response = stack.nginx.get(host, "/id", timeout=2)
+        except requests.RequestException:
+            response = None
+        if response is not None and response.status_code == 200:
+            seen.add(response.text)
+        if len(seen) >= count and len(stack.nginx.upstream_servers(host.split(".")[0])) == count:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"{host}: {count} instances not served within {timeout} s ({seen})")
 
 
 def lb_params(prefix: Path, consul_address: str, listen: str, **overrides) -> dict:
@@ -394,3 +423,47 @@ class LbStack:
             ("syslog", "\n".join(self.syslog.lines)),
         ]
         return "\n".join(f"----- {name}\n{text[-4000:]}" for name, text in parts)
+
+
+def scale_plainly(marathon, app_id: str, instances: int, timeout: float = 60) -> float:
+    """Scale with a plain PUT (no force), as an operator would: while the previous deployment
+    still holds the app (409), wait and try again. Returns when the PUT was accepted
+    (monotonic time)."""
+    from saltyard.clients.marathon import MarathonConflict
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            marathon.scale_app(app_id, instances)
+            return time.monotonic()
+        except MarathonConflict:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def scale_through(
+    marathon, app_id: str, sequence: list[int], interval: float, stop: threading.Event
+) -> list[tuple[float, int]]:
+    """Scale the app through ``sequence``, one change every ``interval`` seconds (plain PUTs),
+    until the sequence ends or ``stop`` is set. Returns (accepted at, instances) per change."""
+    changes = []
+    for instances in sequence:
+        if stop.wait(interval):
+            break
+        changes.append((scale_plainly(marathon, app_id, instances), instances))
+    return changes
+
+
+def nginx_problems(error_log: str) -> dict[str, int]:
+    """nginx's [error]/[warn] lines by kind (the text before ``while``, addresses dropped)."""
+    import re
+
+    kinds: dict[str, int] = {}
+    for line in error_log.splitlines():
+        if "[error]" not in line and "[warn]" not in line:
+            continue
+        text = line.split("*", 1)[-1].split(" ", 1)[-1]
+        text = re.sub(r"\d+\.\d+\.\d+\.\d+:\d+", "ADDR", text.split(", client:")[0])
+        kinds[text] = kinds.get(text, 0) + 1
+    return kinds
