@@ -67,6 +67,7 @@ def main() -> int:
                 f"{args.changes} scale changes every {interval:.1f} s, app {args.app}",
                 flush=True,
             )
+            events = lbstack.TaskEvents(stack.marathon, APP)
             attack = vegeta.Attack(
                 stack.nginx.url + "/id",
                 host=host,
@@ -85,18 +86,25 @@ def main() -> int:
                 "scale changes (s after the start: instances): "
                 + ", ".join(f"{at - start:.1f}: {n}" for at, n in changes)
             )
-            print(f"tasks that answered: {len(result.bodies)}")
+            print(f"tasks that answered: {len(result.bodies)}; events: {events.summary()}")
             for error, count in result.errors.most_common(10):
                 print(f"  failed {count}x: {error[:200]}")
             for failure in result.failures[:20]:
-                print(f"  at {failure['at']:.2f} s: {failure['code']} after "
-                      f"{1000 * failure['latency']:.0f} ms {failure['error'][:120]}")
+                print(
+                    f"  at {failure['at']:.2f} s: {failure['code']} after "
+                    f"{1000 * failure['latency']:.0f} ms {failure['error'][:120]}"
+                )
             problems = lbstack.nginx_problems(
                 (stack.nginx.prefix / "logs" / "error.log").read_text()
             )
             print(f"nginx error.log: {sum(problems.values())} [error]/[warn] lines")
             for text, count in sorted(problems.items(), key=lambda kv: -kv[1])[:10]:
                 print(f"  {count}x {text[:200]}")
+            access = (stack.nginx.prefix / "logs" / "access.log").read_text().splitlines()
+            slow = [line for line in access if " 200 " not in line[:40]]
+            print(f"nginx access.log: {len(access)} lines, {len(slow)} not 200")
+            for line in slow[:10]:
+                print("  " + line)
             ok = result.failed == 0 and result.requests >= 10_000
             print(
                 f"goal 0 failed of >= 10000: {'met' if ok else 'MISSED'} "

@@ -28,9 +28,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 VERSION = "12.13.0"
-BINARY = Path(
-    os.environ.get("SALTYARD_VEGETA", f"/var/cache/saltyard/vegeta/v{VERSION}/vegeta")
-)
+BINARY = Path(os.environ.get("SALTYARD_VEGETA", f"/var/cache/saltyard/vegeta/v{VERSION}/vegeta"))
 MAX_RATE = 1000
 MAX_DURATION = 300.0
 
@@ -52,9 +50,7 @@ def check_target(url: str) -> str:
             "loopback or the private address of a container the test created)"
         ) from None
     if not (address.is_loopback or address.is_private) or address.is_unspecified:
-        raise LoadError(
-            f"load target {url!r}: {address} is neither loopback nor a private address"
-        )
+        raise LoadError(f"load target {url!r}: {address} is neither loopback nor a private address")
     return parts.hostname
 
 

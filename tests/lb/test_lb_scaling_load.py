@@ -1,0 +1,70 @@
+"""Scaling under load fails no request (issue 12 item 9): vegeta sends 200 requests/s through
+nginx for about 40 s while the app is scaled between 1 and 4 instances with plain PUTs, on the
+real stack of tests/lb (emulator with containers, bridge, Consul, consul-template, nginx).
+
+The app honours SIGTERM as docs/lb.md asks (tests/lb/graceful_server.py: keeps serving 2 s, then
+exits): the emulator sends TASK_KILLING and SIGTERM together, the bridge takes the task out of
+Consul on TASK_KILLING, consul-template re-renders and nginx reloads while the task still
+answers. With ``python -m http.server`` (dies at once on SIGTERM) the same scenario loses
+requests."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from saltyard.localcluster import vegeta
+
+# tests/lb/lbstack.py, which this directory's conftest loads by path (before this module).
+lbstack = sys.modules["saltyard_lbtest_lbstack"]
+
+RATE = 200
+SECONDS = 40
+SEQUENCE = [4, 1, 3, 1, 4, 2]  # 7 tasks killed on the way down
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_vegeta():
+    if not vegeta.BINARY.exists():
+        pytest.skip(f"{vegeta.BINARY} missing: run scripts/build-vegeta.sh")
+
+
+def test_scaling_under_load_fails_no_request(stack, apps, tmp_path):
+    app_id = "/lbtest/scale"
+    host = stack.host("lbtest-scale")
+    apps(app_id, 1, graceful=True)
+    lbstack.wait_served(stack, host, 1)
+
+    events = lbstack.TaskEvents(stack.marathon, app_id)
+    attack = vegeta.Attack(
+        stack.nginx.url + "/id", host=host, rate=RATE, duration=SECONDS, workdir=tmp_path
+    )
+    started = time.monotonic()
+    # Changes spread over the load, none in its first or last 2 s.
+    interval = (SECONDS - 4) / len(SEQUENCE)
+    changes = lbstack.scale_through(stack.marathon, app_id, SEQUENCE, interval, threading.Event())
+    result = attack.result()
+
+    nginx_logs = stack.nginx.prefix / "logs"
+    access = Path(nginx_logs / "access.log").read_text().splitlines()
+    diagnosis = (
+        f"{result.summary()}\nerrors: {dict(result.errors.most_common(5))}\n"
+        f"first failures: {result.failures[:5]}\n"
+        f"changes at {[(round(at - started, 1), n) for at, n in changes]}\n"
+        f"events: {events.summary()}\n"
+        f"nginx: {lbstack.nginx_problems((nginx_logs / 'error.log').read_text())}\n"
+        f"not 200 in access.log: {[line for line in access if ' 200 ' not in line[:40]][:5]}"
+    )
+    # The scenario happened: every change was made during the load, tasks were killed and
+    # replaced while requests flowed, and (nearly) all the requests were sent.
+    assert len(changes) == len(SEQUENCE), diagnosis
+    assert changes[-1][0] < started + SECONDS, diagnosis
+    assert events.count("status_update_event", taskStatus="TASK_KILLING") >= 7, diagnosis
+    assert len(result.bodies) >= 5, diagnosis  # distinct tasks answered
+    assert result.requests >= 0.95 * RATE * SECONDS, diagnosis
+    # And no request failed.
+    assert result.failed == 0, diagnosis
