@@ -12,8 +12,10 @@ between 1 and 4 instances with plain PUTs (no force; a PUT refused because the p
 deployment still runs is tried again). A failure is any answer other than 200, or none.
 Goal: 0 failed of at least 10 000.
 
-``--app graceful`` (the default) runs tasks that honour SIGTERM as docs/lb.md asks (keep serving
-for 2 s, then exit); ``--app http.server`` runs ``python -m http.server``, which dies at once.
+``--app graceful`` (the default) runs tests/lb/graceful_server.py, which honours SIGTERM as
+docs/lb.md asks (keeps serving for 2 s, then exits) and takes 50 ms per answer (header at once,
+body after); ``--app no-drain`` is the same server exiting at once on SIGTERM; ``--app
+http.server`` runs ``python -m http.server``, which dies at once. Tasks get ``cpus`` 1.
 Everything is removed at the end.
 """
 
@@ -46,7 +48,9 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=200, help="requests per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="duration of the load")
     parser.add_argument("--changes", type=int, default=9, help="scale changes during the load")
-    parser.add_argument("--app", choices=["graceful", "http.server"], default="graceful")
+    parser.add_argument(
+        "--app", choices=["graceful", "no-drain", "http.server"], default="graceful"
+    )
     args = parser.parse_args()
     if not 1 <= args.rate <= 500 or not 10 <= args.seconds <= 300:
         parser.error("bounded load only: --rate 1..500, --seconds 10..300")
@@ -56,7 +60,18 @@ def main() -> int:
     print(f"lb scaling benchmark, {datetime.date.today()}, {platform.node()}")
     with tempfile.TemporaryDirectory(prefix="saltyard-lbscale-") as tmp:
         with lbstack.LbStack(Path(tmp)) as stack:
-            app = lbstack.backend_app(APP, 1, graceful=args.app == "graceful")
+            # cpus 1: Docker CPU shares 1024, as much as any other container on the machine.
+            if args.app in ("graceful", "no-drain"):
+                drain = "2" if args.app == "graceful" else "0"
+                app = lbstack.backend_app(
+                    APP,
+                    1,
+                    graceful=True,
+                    task_env={"RESPONSE_SECONDS": "0.05", "DRAIN_SECONDS": drain},
+                    cpus=1,
+                )
+            else:
+                app = lbstack.backend_app(APP, 1, cpus=1)
             stack.marathon.update_app(APP, app, force=True)
             host = stack.host(SERVICE)
             lbstack.wait_served(stack, host, 1)

@@ -4,7 +4,12 @@ It answers ``GET /id`` with the task id (``MESOS_TASK_ID``) and anything else wi
 on ``PORT0``. On SIGTERM it keeps serving for ``DRAIN_SECONDS`` (default 2): Mesos sends
 TASK_KILLING and SIGTERM together, and the load balancers stop routing to the task only once the
 bridge has taken it out of Consul and nginx has reloaded (a few hundred milliseconds). Then it
-stops accepting, lets the requests in progress finish, and exits 0.
+stops accepting, lets the requests in progress finish, and exits 0. ``DRAIN_SECONDS=0`` is an
+application that does not honour SIGTERM: it exits at once, cutting the answers in progress.
+
+``RESPONSE_SECONDS`` (default 0) makes ``/id`` take that long, the way a real answer does: the
+header goes out at once and the body after the delay, so a task that dies meanwhile leaves a
+response that had already started (which no proxy can retry).
 
 One asyncio loop, no thread per connection, and a listen backlog of 1024: nginx opens a
 connection per request, and a thread per connection (``http.server``) falls behind at a few
@@ -21,6 +26,7 @@ import signal
 
 TASK_ID = os.environ.get("MESOS_TASK_ID", "unknown").encode()
 DRAIN_SECONDS = float(os.environ.get("DRAIN_SECONDS", "2"))
+RESPONSE_SECONDS = float(os.environ.get("RESPONSE_SECONDS", "0"))
 
 
 def response(status: str, body: bytes) -> bytes:
@@ -34,6 +40,13 @@ async def handle(reader, writer):
         parts = head.split(b" ", 2)
         if len(parts) < 3:
             writer.write(response("400 Bad Request", b"bad request"))
+        elif parts[1] == b"/id" and RESPONSE_SECONDS:
+            whole = response("200 OK", TASK_ID)
+            split = len(whole) - len(TASK_ID)
+            writer.write(whole[:split])
+            await writer.drain()
+            await asyncio.sleep(RESPONSE_SECONDS)
+            writer.write(whole[split:])
         else:
             writer.write(response("200 OK", TASK_ID if parts[1] == b"/id" else b"ok"))
         await writer.drain()
@@ -49,6 +62,8 @@ async def main():
     loop = asyncio.get_running_loop()
 
     def on_sigterm():
+        if not DRAIN_SECONDS:
+            os._exit(0)  # as an application that ignores the contract: gone at once
         print(f"SIGTERM: serving {DRAIN_SECONDS:g} s more, then exiting", flush=True)
         loop.call_later(DRAIN_SECONDS, stop.set)
 

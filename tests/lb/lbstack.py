@@ -62,17 +62,28 @@ def load_bridge_helpers():
 
 
 def backend_app(
-    app_id: str, instances: int = 1, *, env: str = "fat", graceful: bool = False, **extra
+    app_id: str,
+    instances: int = 1,
+    *,
+    env: str = "fat",
+    graceful: bool = False,
+    task_env: dict[str, str] | None = None,
+    **extra,
 ) -> dict:
     """A web app whose every task answers ``GET /id`` with its Marathon task id.
 
     ``graceful=False``: ``python -m http.server``, which dies at once on SIGTERM.
     ``graceful=True``: tests/lb/graceful_server.py, which keeps serving 2 s after SIGTERM and
-    then exits (what docs/lb.md asks of applications), with a kill grace period above that."""
+    then exits (what docs/lb.md asks of applications), with a kill grace period above that;
+    ``task_env`` sets its variables (DRAIN_SECONDS, RESPONSE_SECONDS)."""
     helpers = load_bridge_helpers()
     app = helpers.web_app(app_id, instances, env=env, **extra)
     if graceful:
-        app["env"] = {**app.get("env", {}), "SALTYARD_TEST_SERVER": GRACEFUL_SERVER.read_text()}
+        app["env"] = {
+            **app.get("env", {}),
+            **(task_env or {}),
+            "SALTYARD_TEST_SERVER": GRACEFUL_SERVER.read_text(),
+        }
         app["cmd"] = 'exec python3 -c "$SALTYARD_TEST_SERVER"'
         app.setdefault("taskKillGracePeriodSeconds", 5)
     else:

@@ -36,7 +36,11 @@ def _needs_vegeta():
 def test_scaling_under_load_fails_no_request(stack, apps, tmp_path):
     app_id = "/lbtest/scale"
     host = stack.host("lbtest-scale")
-    apps(app_id, 1, graceful=True)
+    # Every answer takes 50 ms (header at once, body after), so a task always has answers in
+    # progress when it is killed. cpus 1 (Docker CPU shares 1024): with the 0.1 of the other
+    # tests, a task serving 200 requests/s on a busy machine gets too little CPU, its health
+    # checks time out and the bridge takes it out of Consul (404 with one instance).
+    apps(app_id, 1, graceful=True, task_env={"RESPONSE_SECONDS": "0.05"}, cpus=1)
     lbstack.wait_served(stack, host, 1)
 
     events = lbstack.TaskEvents(stack.marathon, app_id)
