@@ -82,6 +82,8 @@ def main() -> int:
                 f"{args.changes} scale changes every {interval:.1f} s, app {args.app}",
                 flush=True,
             )
+            access_log = stack.nginx.prefix / "logs" / "access.log"
+            skip = len(access_log.read_text().splitlines())  # the requests before the load
             events = lbstack.TaskEvents(stack.marathon, APP)
             attack = vegeta.Attack(
                 stack.nginx.url + "/id",
@@ -115,7 +117,7 @@ def main() -> int:
             print(f"nginx error.log: {sum(problems.values())} [error]/[warn] lines")
             for text, count in sorted(problems.items(), key=lambda kv: -kv[1])[:10]:
                 print(f"  {count}x {text[:200]}")
-            access = (stack.nginx.prefix / "logs" / "access.log").read_text().splitlines()
+            access = access_log.read_text().splitlines()[skip:]
             slow = [line for line in access if " 200 " not in line[:40]]
             print(f"nginx access.log: {len(access)} lines, {len(slow)} not 200")
             for line in slow[:10]:

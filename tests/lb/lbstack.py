@@ -519,6 +519,18 @@ class TaskEvents:
             if kind == event_type and all(data.get(k) == v for k, v in match.items())
         )
 
+    def kill_durations(self) -> dict[str, float]:
+        """Task id -> seconds from its TASK_KILLING to its TASK_KILLED event."""
+        killing, durations = {}, {}
+        for at, kind, data in list(self.events):
+            if kind != "status_update_event":
+                continue
+            if data.get("taskStatus") == "TASK_KILLING":
+                killing.setdefault(data.get("taskId"), at)
+            elif data.get("taskStatus") == "TASK_KILLED" and data.get("taskId") in killing:
+                durations[data["taskId"]] = at - killing[data["taskId"]]
+        return durations
+
     def summary(self) -> str:
         return (
             f"{self.count('status_update_event', taskStatus='TASK_RUNNING')} started, "

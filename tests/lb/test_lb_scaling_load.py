@@ -70,5 +70,10 @@ def test_scaling_under_load_fails_no_request(stack, apps, tmp_path):
     assert events.count("status_update_event", taskStatus="TASK_KILLING") >= 7, diagnosis
     assert len(result.bodies) >= 5, diagnosis  # distinct tasks answered
     assert result.requests >= 0.95 * RATE * SECONDS, diagnosis
+    # The emulator sent TASK_KILLING first and left each task its drain (SIGTERM, 2 s of
+    # serving, exit) within the kill grace period (5 s) before TASK_KILLED.
+    durations = events.kill_durations()
+    assert len(durations) >= 7, diagnosis
+    assert all(1.9 <= d <= 5 + 3 for d in durations.values()), (durations, diagnosis)
     # And no request failed.
     assert result.failed == 0, diagnosis
