@@ -5,8 +5,8 @@ real stack of tests/lb (emulator with containers, bridge, Consul, consul-templat
 The app honours SIGTERM as docs/lb.md asks (tests/lb/graceful_server.py: keeps serving 2 s, then
 exits): the emulator sends TASK_KILLING and SIGTERM together, the bridge takes the task out of
 Consul on TASK_KILLING, consul-template re-renders and nginx reloads while the task still
-answers. With ``python -m http.server`` (dies at once on SIGTERM) the same scenario loses
-requests."""
+answers. Every answer takes 50 ms, so a killed task always has answers in progress: the same
+app exiting at once on SIGTERM (``DRAIN_SECONDS=0``) fails this test with cut answers."""
 
 from __future__ import annotations
 
