@@ -103,6 +103,8 @@ fi
 # consul-template for the lb role: built once from its Go module (pinned), served to the local
 # cluster from artifacts/ (gitignored).
 scripts/build-consul-template.sh
+# vegeta, the load generator of the lb tests and benchmarks: built once from its Go module.
+scripts/build-vegeta.sh
 
 # The venv: re-created only when the dependency pins change.
 stamp=$(cat pyproject.toml requirements/constraints.txt | sha256sum | cut -c1-16)

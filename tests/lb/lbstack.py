@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -47,16 +48,56 @@ CONSUL_TEMPLATE = versions.consul_template_binary()
 DOMAIN = "saltyard.test"
 # The emulator's agents publish task ports from here (tests/bridge and tests/marathon use others).
 FIRST_PORT = 46000
+GRACEFUL_SERVER = Path(__file__).with_name("graceful_server.py")
 
 
-def backend_app(app_id: str, instances: int = 1, *, env: str = "fat", **extra) -> dict:
-    """A web app whose every task answers ``GET /id`` with its Marathon task id."""
+def backend_app(
+    app_id: str,
+    instances: int = 1,
+    *,
+    env: str = "fat",
+    graceful: bool = False,
+    task_env: dict[str, str] | None = None,
+    **extra,
+) -> dict:
+    """A web app whose every task answers ``GET /id`` with its Marathon task id.
+
+    ``graceful=False``: ``python -m http.server``, which dies at once on SIGTERM.
+    ``graceful=True``: tests/lb/graceful_server.py, which keeps serving 2 s after SIGTERM and
+    then exits (what docs/lb.md asks of applications), with a kill grace period above that;
+    ``task_env`` sets its variables (DRAIN_SECONDS, RESPONSE_SECONDS)."""
     app = helpers.web_app(app_id, instances, env=env, **extra)
-    app["cmd"] = (
-        'mkdir -p /tmp/www && printf %s "$MESOS_TASK_ID" > /tmp/www/id && cd /tmp/www && '
-        "exec python3 -m http.server $PORT0"
-    )
+    if graceful:
+        app["env"] = {
+            **app.get("env", {}),
+            **(task_env or {}),
+            "SALTYARD_TEST_SERVER": GRACEFUL_SERVER.read_text(),
+        }
+        app["cmd"] = 'exec python3 -c "$SALTYARD_TEST_SERVER"'
+        app.setdefault("taskKillGracePeriodSeconds", 5)
+    else:
+        app["cmd"] = (
+            'mkdir -p /tmp/www && printf %s "$MESOS_TASK_ID" > /tmp/www/id && cd /tmp/www && '
+            "exec python3 -m http.server $PORT0"
+        )
     return app
+
+
+def wait_served(stack, host: str, count: int, timeout: float = 60) -> set[str]:
+    """Wait until ``count`` healthy tasks are in the upstream and each answers through nginx."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        try:
+            response = stack.nginx.get(host, "/id", timeout=2)
+        except requests.RequestException:
+            response = None
+        if response is not None and response.status_code == 200:
+            seen.add(response.text)
+        if len(seen) >= count and len(stack.nginx.upstream_servers(host.split(".")[0])) == count:
+            return seen
+        time.sleep(0.05)
+    raise AssertionError(f"{host}: {count} instances not served within {timeout} s ({seen})")
 
 
 def lb_params(prefix: Path, consul_address: str, listen: str, **overrides) -> dict:
@@ -154,9 +195,16 @@ worker_processes 1;
 daemon off;
 pid {p}/nginx.pid;
 error_log {p}/logs/error.log info;
-events {{ worker_connections 512; }}
+# Debian ships 768 per worker; a load test at 200 requests/s with keep-alive clients needs
+# more (vegeta opens a connection per waiting request), and nginx closes client connections
+# when it runs out ("worker_connections are not enough, reusing connections").
+events {{ worker_connections 4096; }}
 http {{
-    access_log {p}/logs/access.log;
+    # Which instance answered and how long it took: what explains a slow or failed request.
+    log_format upstream '$time_iso8601 $status $request_time "$host" '
+                        'upstream=$upstream_addr status=$upstream_status '
+                        'connect=$upstream_connect_time time=$upstream_response_time';
+    access_log {p}/logs/access.log upstream;
     client_body_temp_path {temp}/body;
     proxy_temp_path {temp}/proxy;
     fastcgi_temp_path {temp}/fastcgi;
@@ -369,3 +417,101 @@ class LbStack:
             ("syslog", "\n".join(self.syslog.lines)),
         ]
         return "\n".join(f"----- {name}\n{text[-4000:]}" for name, text in parts)
+
+
+def scale_plainly(marathon, app_id: str, instances: int, timeout: float = 120) -> float:
+    """Scale with a plain PUT (no force), as an operator would: while the previous deployment
+    still holds the app (409), wait and try again. Returns when the PUT was accepted
+    (monotonic time)."""
+    from saltyard.clients.marathon import MarathonConflict
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            marathon.scale_app(app_id, instances)
+            return time.monotonic()
+        except MarathonConflict:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def scale_through(
+    marathon, app_id: str, sequence: list[int], interval: float, stop: threading.Event
+) -> list[tuple[float, int]]:
+    """Scale the app through ``sequence``, one change every ``interval`` seconds (plain PUTs),
+    until the sequence ends or ``stop`` is set. Returns (accepted at, instances) per change."""
+    changes = []
+    for instances in sequence:
+        if stop.wait(interval):
+            break
+        changes.append((scale_plainly(marathon, app_id, instances), instances))
+    return changes
+
+
+def nginx_problems(error_log: str) -> dict[str, int]:
+    """nginx's [error]/[warn] lines by kind (the text before ``while``, addresses dropped)."""
+    import re
+
+    kinds: dict[str, int] = {}
+    for line in error_log.splitlines():
+        if "[error]" not in line and "[warn]" not in line:
+            continue
+        text = line.split("*", 1)[-1].split(" ", 1)[-1]
+        text = re.sub(r"\d+\.\d+\.\d+\.\d+:\d+", "ADDR", text.split(", client:")[0])
+        kinds[text] = kinds.get(text, 0) + 1
+    return kinds
+
+
+class TaskEvents:
+    """Follows the emulator's event stream in the background and keeps, for one app, the
+    events that explain a failed request: status updates, failed and changed health checks."""
+
+    TYPES = ("status_update_event", "failed_health_check_event", "health_status_changed_event")
+
+    def __init__(self, marathon, app_id: str):
+        self.app_id = app_id
+        self.events: list[tuple[float, str, dict]] = []
+        self.opened = threading.Event()
+        self._marathon = marathon
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        self.opened.wait(10)
+
+    def _loop(self) -> None:
+        try:
+            for event in self._marathon.events(
+                self.TYPES, read_timeout=600, on_open=self.opened.set
+            ):
+                if event.data.get("appId") == self.app_id:
+                    self.events.append((time.monotonic(), event.type, event.data))
+        except Exception:  # the stack stopped; nothing left to record
+            return
+
+    def count(self, event_type: str, **match) -> int:
+        return sum(
+            1
+            for _, kind, data in list(self.events)
+            if kind == event_type and all(data.get(k) == v for k, v in match.items())
+        )
+
+    def kill_durations(self) -> dict[str, float]:
+        """Task id -> seconds from its TASK_KILLING to its TASK_KILLED event."""
+        killing, durations = {}, {}
+        for at, kind, data in list(self.events):
+            if kind != "status_update_event":
+                continue
+            if data.get("taskStatus") == "TASK_KILLING":
+                killing.setdefault(data.get("taskId"), at)
+            elif data.get("taskStatus") == "TASK_KILLED" and data.get("taskId") in killing:
+                durations[data["taskId"]] = at - killing[data["taskId"]]
+        return durations
+
+    def summary(self) -> str:
+        return (
+            f"{self.count('status_update_event', taskStatus='TASK_RUNNING')} started, "
+            f"{self.count('status_update_event', taskStatus='TASK_KILLING')} killing, "
+            f"{self.count('status_update_event', taskStatus='TASK_KILLED')} killed, "
+            f"{self.count('failed_health_check_event')} failed health checks, "
+            f"{self.count('health_status_changed_event', alive=False)} turned unhealthy"
+        )

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-lbstack = sys.modules["saltyard_lbtest_lbstack"]
+from tests.lb import lbstack
 
 SCRIPT = lbstack.LB_FILES / "saltyard-lb-check.sh"
 # Refused by nginx -t (an unknown directive), not by any syntax check of Salt's.

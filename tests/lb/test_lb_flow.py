@@ -9,6 +9,7 @@ from pathlib import Path
 
 import requests
 
+from tests.lb import lbstack
 from tests.support.wait import wait_until as support_wait_until
 
 # A request through nginx while it reloads may fail: that is "not yet", not a failure.
@@ -137,3 +138,78 @@ def test_refused_render_keeps_last_good_configuration(stack, apps):
         message="the next good render applied",
     )
     assert stack.nginx.get(host, "/id").status_code == 200
+
+
+def test_an_instance_that_failed_once_is_tried_again(stack):
+    """nginx's default max_fails=1 would take an instance out for 10 s after one failed attempt;
+    once every instance of an upstream has failed once, it answers 502 "no live upstreams" to
+    every request although one instance serves again. The template's max_fails=0 keeps trying
+    what the catalog lists. Two instances registered by hand on loopback: one that never
+    answers a SYN (a listening socket whose accept queue is full: a connect timeout, as a task
+    whose container is gone behind Docker's DNAT), one refused at first, then serving."""
+    import http.server
+    import socket
+    import threading
+
+    blackhole = socket.socket()
+    blackhole.bind(("127.0.0.1", 0))
+    blackhole.listen(0)
+    fillers = []
+    for _ in range(4):  # fill the accept queue: further SYNs are dropped
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(blackhole.getsockname())
+        fillers.append(filler)
+    later_port = lbstack.free_port()
+    node = "lbtest-flaky-node"
+    for n, port in enumerate((blackhole.getsockname()[1], later_port)):
+        stack.consul.catalog(
+            "register",
+            {
+                "Node": node,
+                "Address": "127.0.0.1",
+                "Service": {
+                    "ID": f"lbtest-flaky-{n}",
+                    "Service": "lbtest-flaky",
+                    "Tags": ["env:fat"],
+                    "Port": port,
+                },
+            },
+        )
+    host = stack.host("lbtest-flaky")
+    server = None
+    try:
+        # Until nginx has reloaded with the upstream, the host is unknown (404); then both
+        # instances fail: a connect timeout (1 s) and a refusal.
+        status = wait_until(
+            lambda: len(stack.nginx.upstream_servers("lbtest-flaky")) == 2
+            and (code := stack.nginx.get(host, "/id", timeout=15).status_code) != 404
+            and code,
+            30,
+            message="both instances in the upstream",
+        )
+        assert status == 502
+
+        class Ok(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", later_port), Ok)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        # The second instance serves now, and gets every request at once (not after 10 s).
+        for _ in range(3):
+            response = stack.nginx.get(host, "/id", timeout=15)
+            assert (response.status_code, response.text) == (200, "ok"), stack.logs()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        stack.consul.catalog("deregister", {"Node": node})
+        for sock in (blackhole, *fillers):
+            sock.close()
