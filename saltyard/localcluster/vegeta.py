@@ -10,7 +10,8 @@ built once by ``scripts/build-vegeta.sh`` (run by ``scripts/host-setup.sh``).
     print(result.summary())
 
 Load goes only to loopback or to the local cluster's network (the inventory's subnet: the
-containers and VMs the tests created), never to another private or public address, and is bounded: at most ``MAX_RATE`` requests/s for at most ``MAX_DURATION`` seconds.
+containers and VMs the tests created), never to another private or public address, and is
+bounded: at most ``MAX_RATE`` requests/s for at most ``MAX_DURATION`` seconds.
 """
 
 from __future__ import annotations
