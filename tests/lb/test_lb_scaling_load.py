@@ -18,6 +18,7 @@ import pytest
 
 from saltyard.localcluster import vegeta
 from tests.lb import lbstack
+from tests.support.components import require_file
 
 RATE = 200
 SECONDS = 40
@@ -26,8 +27,7 @@ SEQUENCE = [4, 1, 3, 1, 4, 2]  # 7 tasks killed on the way down
 
 @pytest.fixture(scope="module", autouse=True)
 def _needs_vegeta():
-    if not vegeta.BINARY.exists():
-        pytest.skip(f"{vegeta.BINARY} missing: run scripts/build-vegeta.sh")
+    require_file(vegeta.BINARY, "vegeta", "run scripts/build-vegeta.sh")
 
 
 def test_scaling_under_load_fails_no_request(stack, apps, tmp_path):
