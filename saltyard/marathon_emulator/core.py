@@ -24,6 +24,8 @@ from pathlib import Path
 
 import docker.errors
 
+from saltyard import marathon_appdef
+
 from . import appdef
 from .agents import (
     LABEL,
@@ -504,11 +506,13 @@ class Emulator:
                     "details": [{"path": "/", "errors": ["expected an object"]}],
                 },
             )
-        raw = appdef.upgrade_to_new_shape(body)
+        raw = marathon_appdef.upgrade_to_new_shape(body)
         if path_id is not None:
             raw["id"] = path_id
         if isinstance(raw.get("id"), str):
-            raw["id"] = appdef.canonical_id(raw["id"]) if raw["id"].strip("/") else raw["id"]
+            # An id of slashes only stays as given, so the 422 names what was sent.
+            if raw["id"].strip("/"):
+                raw["id"] = marathon_appdef.canonical_id(raw["id"])
         appdef.validate(raw)
         return raw
 
@@ -640,7 +644,7 @@ class Emulator:
                 if not isinstance(body, dict):
                     self._parse_definition(body)
                 merged = {k: v for k, v in current.items() if k not in ("version", "versionInfo")}
-                update = appdef.upgrade_to_new_shape(body)
+                update = marathon_appdef.upgrade_to_new_shape(body)
                 update.pop("id", None)
                 update.pop("version", None)
                 merged.update(update)
