@@ -21,8 +21,8 @@ Without ``marathon:url``, the inventory's first marathon node (pillar ``saltyard
 on ``marathon:http_port`` is used; without ``marathon:username``, the marathon role's own
 ``marathon:http_credentials`` (present only on the nodes that serve Marathon).
 
-``validate`` checks a definition locally, before anything is sent to Marathon, with the client's
-rules (``saltyard.clients.marathon.validate_app``).
+``validate`` checks a definition locally, before anything is sent to Marathon, with the rules
+the client, the ``marathon_app`` state and the emulator share (``saltyard.marathon_appdef``).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from typing import Any
 from salt.exceptions import CommandExecutionError
 
 try:
+    from saltyard import marathon_appdef
     from saltyard.clients import marathon as marathon_client
 
     HAS_SALTYARD = True
@@ -367,4 +368,4 @@ def validate(app: dict[str, Any]) -> list[str]:
         salt '*' marathon.validate '{"id": "/web", "instances": -1, "cmd": "sleep 60"}'
     """
     # The rules are the client's (one place for them, shared with the emulator).
-    return [error.message for error in marathon_client.validate_app(app)]
+    return [error.message for error in marathon_appdef.validate_app(app)]

@@ -31,6 +31,15 @@ from typing import Any
 
 from salt.exceptions import CommandExecutionError
 
+try:
+    # The id canonicaliser and shape normaliser the client and the emulator use, so the state
+    # compares definitions exactly as Marathon (or the emulator) stores them.
+    from saltyard.marathon_appdef import canonical_id, upgrade_to_new_shape
+
+    HAS_SALTYARD = True
+except ImportError:  # the minion's Python lacks the saltyard package
+    HAS_SALTYARD = False
+
 __virtualname__ = "marathon_app"
 
 # Fields Marathon computes or fills in; a definition may echo them back (e.g. copied from
@@ -49,23 +58,18 @@ _MARATHON_OWNED = (
 )
 # Maps the user owns as a whole: a key missing from the state must go from Marathon too.
 _WHOLE_MAPS = ("env", "labels")
-_DOCKER_NETWORK_MODES = {
-    "BRIDGE": "container/bridge",
-    "HOST": "host",
-    "USER": "container",
-    "NONE": "none",
-}
 
 
 def __virtual__() -> str | tuple[bool, str]:
+    if not HAS_SALTYARD:
+        return (
+            False,
+            "marathon_app: the saltyard package (saltyard.marathon_appdef) is not importable",
+        )
     # Salt's own `marathon` module has no `validate`: require saltyard's, which overrides it.
     if "marathon.validate" not in __salt__:
         return (False, "marathon_app: saltyard's marathon execution module is not loaded")
     return __virtualname__
-
-
-def _canonical_id(app_id: str) -> str:
-    return "/" + "/".join(p for p in str(app_id).split("/") if p)
 
 
 def _desired(name: str, app: dict[str, Any]) -> dict[str, Any]:
@@ -77,17 +81,8 @@ def _desired(name: str, app: dict[str, Any]) -> dict[str, Any]:
 
 def _comparable(desired: dict[str, Any]) -> dict[str, Any]:
     """Rewrite the pre-1.5 Docker network shape into the 1.5+ one Marathon answers with."""
-    desired = copy.deepcopy(desired)
-    desired["id"] = _canonical_id(desired["id"])
-    container = desired.get("container")
-    docker = container.get("docker") if isinstance(container, dict) else None
-    if isinstance(docker, dict):
-        network = docker.pop("network", None)
-        mappings = docker.pop("portMappings", None)
-        if network is not None and "networks" not in desired:
-            desired["networks"] = [{"mode": _DOCKER_NETWORK_MODES[str(network).upper()]}]
-        if mappings is not None and "portMappings" not in container:
-            container["portMappings"] = mappings
+    desired = upgrade_to_new_shape(desired)
+    desired["id"] = canonical_id(desired["id"])
     return desired
 
 
@@ -221,7 +216,7 @@ def present(
         ret["comment"] = f"app must be a mapping (the app definition), got {app!r}"
         return ret
     desired = _desired(name, app)
-    if _canonical_id(desired["id"]) != _canonical_id(name):
+    if canonical_id(desired["id"]) != canonical_id(name):
         ret["comment"] = f"app id {desired['id']!r} differs from the state's name {name!r}"
         return ret
     # Validate locally first, so a bad definition never reaches Marathon (and never half-applies).
@@ -230,7 +225,7 @@ def present(
         ret["comment"] = f"invalid definition for app {name}: " + "; ".join(errors)
         return ret
 
-    app_id = _canonical_id(name)
+    app_id = canonical_id(name)
     problem = _image_problem(desired)
     if problem:
         ret["comment"] = f"app {app_id}: {problem}"
@@ -291,7 +286,7 @@ def absent(name: str, wait: bool = True, timeout: float = 300, force: bool = Fal
         salt '*' state.single marathon_app.absent /web
     """
     ret: dict[str, Any] = {"name": name, "changes": {}, "result": False, "comment": ""}
-    app_id = _canonical_id(name)
+    app_id = canonical_id(name)
     try:
         running = _running(app_id)
         if running is None:
@@ -339,7 +334,7 @@ def scaled(
         salt '*' state.single marathon_app.scaled /web instances=3
     """
     ret: dict[str, Any] = {"name": name, "changes": {}, "result": False, "comment": ""}
-    app_id = _canonical_id(name)
+    app_id = canonical_id(name)
     # Same checks as validate() applies, before anything is sent.
     if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
         ret["comment"] = f"instances {instances!r}: must be an integer 0 or more"

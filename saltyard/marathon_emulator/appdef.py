@@ -1,6 +1,7 @@
-"""App definitions: Marathon's 422 answer, defaults, shapes and versions.
+"""App definitions in the emulator: Marathon's 422 answer, defaults, service ports and versions.
 
-The validation rules themselves are the client's (``saltyard.clients.marathon.validate_app``).
+The id canonicaliser, the shape normaliser and the validation rules themselves are shared with
+the client and the Salt state: they live in ``saltyard.marathon_appdef``.
 
 Input may use the pre-1.5 shape (``container.docker.network`` / ``container.docker.portMappings``)
 or the 1.5+ shape (``networks`` / ``container.portMappings``); the stored and rendered shape is
@@ -13,14 +14,9 @@ from __future__ import annotations
 import copy
 from datetime import UTC, datetime, timedelta
 
-from saltyard.clients import marathon as marathon_client
+from saltyard import marathon_appdef
+from saltyard.marathon_appdef import canonical_id
 
-DOCKER_NETWORKS = {
-    "BRIDGE": "container/bridge",
-    "HOST": "host",
-    "USER": "container",
-    "NONE": "none",
-}
 SERVICE_PORT_RANGE = (10000, 20000)
 
 # Keys accepted on input and stored; everything else is dropped (as Marathon ignores them).
@@ -101,14 +97,8 @@ def parse_ts(text: str) -> datetime:
     raise ValueError(f"bad timestamp {text!r}")
 
 
-def canonical_id(raw: str) -> str:
-    """``foo/bar`` or ``/foo/bar/`` -> ``/foo/bar`` (not validated)."""
-    parts = [p for p in str(raw).strip().split("/") if p]
-    return "/" + "/".join(parts)
-
-
 def id_errors(app_id) -> list[str]:
-    return [e.message for e in marathon_client.app_id_errors(app_id)]
+    return [e.message for e in marathon_appdef.app_id_errors(app_id)]
 
 
 def task_id_prefix(app_id: str) -> str:
@@ -116,32 +106,15 @@ def task_id_prefix(app_id: str) -> str:
     return app_id.strip("/").replace("/", "_")
 
 
-def upgrade_to_new_shape(body: dict) -> dict:
-    """Rewrite the pre-1.5 docker network/portMappings shape into ``networks`` +
-    ``container.portMappings`` (in a copy)."""
-    body = copy.deepcopy(body)
-    container = body.get("container")
-    if isinstance(container, dict) and isinstance(container.get("docker"), dict):
-        docker = container["docker"]
-        network = docker.pop("network", None)
-        mappings = docker.pop("portMappings", None)
-        if network is not None:
-            mode = DOCKER_NETWORKS.get(str(network).upper())
-            body["networks"] = [{"mode": mode or f"invalid:{network}"}]
-        if mappings is not None and "portMappings" not in container:
-            container["portMappings"] = mappings
-    return body
-
-
 def validate(app: dict) -> None:
     """Raise ValidationFailed (422) listing every problem, with Marathon-style paths.
 
-    The rules are the client's (``saltyard.clients.marathon.validate_app``); this only groups
+    The rules are the shared ones (``saltyard.marathon_appdef.validate_app``); this only groups
     them into Marathon's ``details: [{path, errors}]``.
     """
     details: list[dict] = []
     by_path: dict[str, list[str]] = {}
-    for error in marathon_client.validate_app(app):
+    for error in marathon_appdef.validate_app(app):
         if error.path not in by_path:
             by_path[error.path] = []
             details.append({"path": error.path, "errors": by_path[error.path]})

@@ -11,7 +11,9 @@ import re
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .appdef import ValidationFailed, canonical_id
+from saltyard.marathon_appdef import canonical_id
+
+from .appdef import ValidationFailed
 from .core import ApiError, Emulator, parse_bool
 from .events import sse_frame
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from saltyard import marathon_appdef
 from saltyard.marathon_emulator import appdef
 from saltyard.marathon_emulator.agents import Agent, AgentSpecError
 from saltyard.marathon_emulator.placement import AgentInfo, eligible_agents, rolling_step
@@ -59,7 +60,7 @@ def test_ids_and_shapes():
             "docker": {"image": "x", "network": "BRIDGE", "portMappings": [{"containerPort": 80}]}
         }
     }
-    new = appdef.upgrade_to_new_shape(old)
+    new = marathon_appdef.upgrade_to_new_shape(old)
     assert new["networks"] == [{"mode": "container/bridge"}]
     assert new["container"]["portMappings"] == [{"containerPort": 80}]
 

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from saltyard.clients.marathon import AppDefinitionError, app_id_errors, validate_app
+from saltyard.clients.marathon import _app_path
+from saltyard.marathon_appdef import (
+    AppDefinitionError,
+    app_id_errors,
+    canonical_id,
+    upgrade_to_new_shape,
+    validate_app,
+)
 
 
 def good_app(**extra) -> dict:
@@ -226,3 +233,58 @@ def test_app_id_errors():
     for bad in ("/Foo", "/foo-", "/a/tasks", "", None):
         assert app_id_errors(bad), bad
     assert only(app_id_errors("x_y", path="/apps(0)/id")).path == "/apps(0)/id"
+
+
+# ---------------------------------------------------------------------- shared id and shape rules
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("web", "/web"),
+        ("/web", "/web"),
+        ("/team//web/", "/team/web"),
+        (" /team/web ", "/team/web"),
+        ("///", "/"),
+    ],
+)
+def test_canonical_id(raw, canonical):
+    assert canonical_id(raw) == canonical
+
+
+def test_client_paths_use_the_canonical_id():
+    assert _app_path("team//web/") == "/team/web"
+    assert _app_path("/a b/c") == "/a%20b/c"  # segments are quoted, not rewritten
+    with pytest.raises(ValueError, match="'//'"):
+        _app_path("//")
+
+
+def test_upgrade_to_new_shape_rewrites_the_pre_1_5_docker_network():
+    old = {
+        "id": "/web",
+        "networks": [{"mode": "host"}],
+        "container": {
+            "docker": {"image": "web:1", "network": "bridge", "portMappings": [{"hostPort": 0}]}
+        },
+    }
+    new = upgrade_to_new_shape(old)
+    assert new["networks"] == [{"mode": "container/bridge"}]  # docker.network wins
+    assert new["container"] == {"docker": {"image": "web:1"}, "portMappings": [{"hostPort": 0}]}
+    assert old["container"]["docker"]["network"] == "bridge"  # the input is left as it is
+    assert upgrade_to_new_shape({"container": {"docker": {"network": "weird"}}})["networks"] == [
+        {"mode": "invalid:weird"}
+    ]
+    pre_1_5 = {**bridged(), "container": {"docker": {"image": "nginx:1.25", "network": "BRIDGE"}}}
+    del pre_1_5["networks"]
+    pre_1_5["container"]["docker"]["portMappings"] = [{"containerPort": 80, "hostPort": 0}]
+    upgraded = upgrade_to_new_shape(pre_1_5)
+    assert upgraded["networks"] == [{"mode": "container/bridge"}]
+    assert upgraded["container"]["portMappings"] == [{"containerPort": 80, "hostPort": 0}]
+    assert validate_app(upgraded) == []
+
+
+def test_upgrade_to_new_shape_keeps_new_port_mappings_and_new_shape_apps():
+    app = bridged()
+    assert upgrade_to_new_shape(app) == app
+    both = {"container": {"portMappings": [1], "docker": {"portMappings": [2]}}}
+    assert upgrade_to_new_shape(both)["container"] == {"portMappings": [1], "docker": {}}
