@@ -11,7 +11,6 @@ and the task (tests/lb/graceful_server.py, as docs/lb.md asks of applications) k
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import pytest
@@ -92,11 +91,11 @@ def test_scaling_under_load_through_lb1_fails_no_request(
         )
         started = time.monotonic()
         changes = []
-        interval = (SECONDS - 4) / len(SEQUENCE)
-        stop = threading.Event()
-        for instances in SEQUENCE:
-            if stop.wait(interval):
-                break
+        # One change every `interval` from the start of the load, the last well before its end
+        # (a change through the salt CLI takes a second or two).
+        interval = (SECONDS - 8) / len(SEQUENCE)
+        for k, instances in enumerate(SEQUENCE, 1):
+            time.sleep(max(0.0, started + k * interval - time.monotonic()))
             changes.append((round(scale(cluster, marathon, instances) - started, 1), instances))
         result = attack.result()
     finally:
