@@ -120,7 +120,18 @@ def orch_steps(text: str) -> dict[str, dict]:
                     return found
         return None
 
-    steps = find(json.loads(text[text.index("{") :]))
+    # salt-run prints a failed salt.function's return (Python repr) and warnings around the
+    # JSON document: take the first JSON document, at the start of a line, that holds states.
+    decoder = json.JSONDecoder()
+    steps = None
+    for line_start in [0] + [i + 1 for i, c in enumerate(text) if c == "\n"]:
+        if text.startswith("{", line_start):
+            try:
+                steps = find(decoder.raw_decode(text, line_start)[0])
+            except json.JSONDecodeError:
+                continue
+            if steps is not None:
+                break
     assert steps is not None, text
     return {key.split("_|-")[1]: result for key, result in steps.items()}
 
