@@ -2,7 +2,7 @@
 # Build vegeta (MIT; an open-model HTTP load generator: it sends at the set rate whatever the
 # answers take, unlike a closed loop of clients) from its Go module at a pinned version, once,
 # into a cache:
-#   /var/cache/saltyard/vegeta/v$VERSION/vegeta    (used by saltyard/loadgen.py: the lb tests
+#   /var/cache/saltyard/vegeta/v$VERSION/vegeta    (used by saltyard/localcluster/vegeta.py: the lb tests
 #                                                  and benchmarks/lb_scaling.py)
 # Fast when already built (a version check). Prints what it does when it builds.
 set -euo pipefail
