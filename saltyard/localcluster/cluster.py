@@ -28,6 +28,8 @@ from saltyard.localcluster.progress import step
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 STATE_DIR = ROOT / ".state"
+# Seconds the salt CLI waits for a highstate (see Cluster.highstate).
+HIGHSTATE_TIMEOUT = 2400
 
 
 def container_name(node: str) -> str:
@@ -125,7 +127,9 @@ class Cluster:
     def highstate(self, nodes: list[str] | None = None, *extra: str) -> dict[str, HighstateResult]:
         nodes = nodes or [n.name for n in self.nodes]
         started = time.monotonic()
-        rets = self.salt(nodes, "state.highstate", *extra)
+        # A first highstate on a QEMU node without KVM (lvs1) took up to 15 min of wall time in
+        # session 6 (apt under TCG), past the salt CLI's usual 900 s: wait up to 40 min for it.
+        rets = self.salt(nodes, "state.highstate", *extra, timeout=HIGHSTATE_TIMEOUT)
         seconds = time.monotonic() - started
         results = {}
         for node in nodes:
