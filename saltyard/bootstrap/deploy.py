@@ -158,6 +158,11 @@ if is_master:
                 "      store: /etc/salt/saltyard-pki\n"
                 "# Pillar errors (a bad inventory) stop every state run before any change.\n"
                 "pillar_safe_render_error: False\n"
+                "# How long a minion may take to answer 'are you still running that job?' before\n"
+                "# the master reports it as not responding. The default, 10 s, is too short for a\n"
+                "# busy or emulated node (QEMU without KVM): a highstate or an orchestration step\n"
+                "# still running there was reported 'No minions responded'.\n"
+                "gather_job_timeout: 60\n"
             ),
             dest="/etc/salt/master.d/saltyard.conf",
         )

@@ -185,6 +185,9 @@ def test_master_accepts_exactly_the_inventory_nodes(cluster, converged):
     config = h.file("/etc/salt/master.d/saltyard.conf").content_string
     assert "auto_accept: False" in config
     assert "open_mode: False" in config
+    # A busy or emulated minion gets a minute to say it still runs a job (lvs1 under QEMU
+    # without KVM was reported 'No minions responded' mid-orchestration with the default 10 s).
+    assert "gather_job_timeout: 60" in config
 
 
 def test_roles_come_from_the_master_not_from_minion_grains(cluster, converged, docker_node):

@@ -83,18 +83,34 @@ def backend_app(
     return app
 
 
-def wait_served(stack, host: str, count: int, timeout: float = 60) -> set[str]:
-    """Wait until ``count`` healthy tasks are in the upstream and each answers through nginx."""
+def wait_served(stack, host: str, count: int, timeout: float = 60, settle: float = 1.0) -> set[str]:
+    """Wait until ``count`` healthy tasks are in the upstream, each has answered through nginx,
+    and every answer for the last ``settle`` seconds was a 200.
+
+    The settle time is for nginx's reload: the master starts workers with the new
+    configuration before it tells the old ones to stop accepting, so for a moment a new
+    connection may still reach a worker that does not know the host yet (404). One 200 does
+    not show the reload is over (a load test that started at that moment got five 404s)."""
     deadline = time.monotonic() + timeout
     seen: set[str] = set()
+    good_since = None
     while time.monotonic() < deadline:
         try:
             response = stack.nginx.get(host, "/id", timeout=2)
         except requests.RequestException:
             response = None
+        now = time.monotonic()
         if response is not None and response.status_code == 200:
             seen.add(response.text)
-        if len(seen) >= count and len(stack.nginx.upstream_servers(host.split(".")[0])) == count:
+            good_since = good_since or now
+        else:
+            good_since = None
+        if (
+            len(seen) >= count
+            and good_since is not None
+            and now - good_since >= settle
+            and len(stack.nginx.upstream_servers(host.split(".")[0])) == count
+        ):
             return seen
         time.sleep(0.05)
     raise AssertionError(f"{host}: {count} instances not served within {timeout} s ({seen})")

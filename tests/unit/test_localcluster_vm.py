@@ -218,6 +218,21 @@ def test_image_key_follows_the_inputs(monkeypatch):
     assert vm.image_key() != before
 
 
+def test_the_image_carries_the_base_role_packages_and_follows_their_list(tmp_path, monkeypatch):
+    import yaml
+
+    defaults = yaml.safe_load(vm.BASE_ROLE_DEFAULTS.read_text())
+    assert set(defaults["base"]["packages"]) <= set(vm.packages())
+    assert len(vm.packages()) == len(set(vm.packages()))
+    before = vm.image_key()
+    defaults["base"]["packages"].append("htop")
+    changed = tmp_path / "defaults.yaml"
+    changed.write_text(yaml.safe_dump(defaults))
+    monkeypatch.setattr(vm, "BASE_ROLE_DEFAULTS", changed)
+    assert "htop" in vm.packages()
+    assert vm.image_key() != before
+
+
 def test_build_uses_the_cache_and_prunes_only_stale_images(tmp_path, monkeypatch):
     monkeypatch.setattr(vm, "CACHE_DIR", tmp_path)
     key = vm.image_key()
