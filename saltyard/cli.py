@@ -37,9 +37,9 @@ def cmd_cluster(args) -> int:
         return 0
     if args.action == "highstate":
         extra = ["test=True"] if args.test else []
-        results = cluster.highstate(args.nodes or None, *extra)
-        for result in results.values():
-            print(result.describe())
+        results = cluster.highstate(
+            args.nodes or None, *extra, report=lambda result: print(result.describe(), flush=True)
+        )
         return 0 if all(r.ok for r in results.values()) else 1
     raise AssertionError(args.action)
 

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 STATE_DIR = ROOT / ".state"
 # Seconds the salt CLI waits for a highstate (see Cluster.highstate).
 HIGHSTATE_TIMEOUT = 2400
+# While a highstate runs, a line this often names the nodes not done yet.
+HIGHSTATE_PROGRESS_SECONDS = 120
 
 
 def container_name(node: str) -> str:
@@ -124,22 +127,42 @@ class Cluster:
         templates); None when the minion does not answer."""
         return self.salt([node], "pillar.get", key, "unmask=True").get(node)
 
-    def highstate(self, nodes: list[str] | None = None, *extra: str) -> dict[str, HighstateResult]:
+    def highstate(
+        self, nodes: list[str] | None = None, *extra: str, report=None
+    ) -> dict[str, HighstateResult]:
+        """A highstate on each node, one salt CLI per node, all at once: each node's result
+        (and its own time) is known when that node is done, not when the slowest is.
+        ``report(result)`` is called as each node finishes; while any runs, a line every
+        ``HIGHSTATE_PROGRESS_SECONDS`` names the nodes still running."""
         nodes = nodes or [n.name for n in self.nodes]
         started = time.monotonic()
-        # A first highstate on a QEMU node without KVM (lvs1) took up to 15 min of wall time in
-        # session 6 (apt under TCG), past the salt CLI's usual 900 s: wait up to 40 min for it.
-        rets = self.salt(nodes, "state.highstate", *extra, timeout=HIGHSTATE_TIMEOUT)
-        seconds = time.monotonic() - started
-        results = {}
-        for node in nodes:
+
+        def one(node: str) -> HighstateResult:
+            # A first highstate on a QEMU node without KVM (lvs1) took up to 15 min of wall
+            # time in session 6 (apt under TCG), past the salt CLI's usual 900 s.
+            rets = self.salt([node], "state.highstate", *extra, timeout=HIGHSTATE_TIMEOUT)
+            seconds = time.monotonic() - started
             if node not in rets:
-                results[node] = HighstateResult(
-                    node, False, 0, [], [], ["no answer"], seconds, None
-                )
-            else:
-                results[node] = summarise(node, rets[node], seconds)
-        return results
+                return HighstateResult(node, False, 0, [], [], ["no answer"], seconds, None)
+            return summarise(node, rets[node], seconds)
+
+        results: dict[str, HighstateResult] = {}
+        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            running = {pool.submit(one, node): node for node in nodes}
+            while running:
+                done, _ = wait(running, timeout=HIGHSTATE_PROGRESS_SECONDS)
+                for future in done:
+                    result = future.result()
+                    results[running.pop(future)] = result
+                    if report:
+                        report(result)
+                if running and not done:
+                    minutes = (time.monotonic() - started) / 60
+                    step(
+                        f"highstate still running on {', '.join(sorted(running.values()))} "
+                        f"({minutes:.0f} min)"
+                    )
+        return {node: results[node] for node in nodes}
 
     # --- bringing it up ----------------------------------------------------------------------
     def _env(self) -> dict[str, str]:
@@ -234,10 +257,7 @@ class Cluster:
         if not highstate:
             return None
         step("highstate on every node (each node prints a summary when done)")
-        results = self.highstate()
-        for result in results.values():
-            step(result.describe())
-        return results
+        return self.highstate(report=lambda result: step(result.describe()))
 
     def down(self) -> None:
         # Every VM this checkout started, whatever the profile or the inventory says now.

@@ -499,3 +499,33 @@ def test_testinfra_host_for_a_vm_uses_ssh(inv_path):
     command, args = backend._build_ssh_command("true")
     assert "UserKnownHostsFile=/dev/null" in " ".join(command)
     assert host("boss").backend.NAME == "docker"
+
+
+def test_highstate_reports_each_node_when_it_is_done(cluster, monkeypatch, capsys):
+    """One salt CLI per node: the quick node is reported (with its own time) while the slow one
+    still runs, a progress line names the slow one, and a silent node is 'no answer'."""
+    from saltyard.localcluster import cluster as cluster_mod
+
+    monkeypatch.setattr(cluster_mod, "HIGHSTATE_PROGRESS_SECONDS", 0.2)
+    delays = {"boss": 0.0, "lvs1": 0.7}
+    calls = []
+
+    def fake_salt(target, *args, timeout=900):
+        calls.append((tuple(target), args, timeout))
+        (node,) = target
+        time.sleep(delays[node])
+        state = {"__id__": "x", "result": True, "changes": {"a": 1}}
+        return {node: {"file_|-x_|-x_|-managed": state}} if node == "boss" else {}
+
+    monkeypatch.setattr(cluster, "salt", fake_salt)
+    reported = []
+    results = cluster.highstate(None, "test=True", report=reported.append)
+    assert sorted(c[0] for c in calls) == [("boss",), ("lvs1",)]
+    assert all(c[1] == ("state.highstate", "test=True") for c in calls)
+    assert all(c[2] == cluster_mod.HIGHSTATE_TIMEOUT for c in calls)
+    assert [r.minion for r in reported] == ["boss", "lvs1"]
+    assert list(results) == ["boss", "lvs1"]
+    assert results["boss"].ok and results["boss"].seconds < 0.5
+    assert not results["lvs1"].ok and results["lvs1"].errors == ["no answer"]
+    assert results["lvs1"].seconds >= 0.7
+    assert "highstate still running on lvs1" in capsys.readouterr().err
