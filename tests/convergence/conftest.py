@@ -14,7 +14,7 @@ import pytest
 
 from saltyard.localcluster.cluster import Cluster, HighstateResult
 from saltyard.localcluster.progress import step
-from tests.convergence.helpers import PROFILE
+from tests.convergence.helpers import PROFILE, push_test_image
 
 REUSE = os.environ.get("SALTYARD_REUSE_CLUSTER") == "1"
 
@@ -70,54 +70,7 @@ def converged(first_run) -> FirstRun:
     return first_run
 
 
-TASK_IMAGE = "saltyard-test/web:1"
-
-
 @pytest.fixture(scope="session")
 def registry_image(cluster, converged) -> str:
-    """The node image (Debian + python3), pushed by the build node into the cluster registry as
-    `<VIP>:5000/saltyard-test/web:1`, the way a release build pushes: through the build node's
-    engine and the LVS director, with the push user. Agents pull it (through the emulator)
-    with the pull user."""
-    import subprocess
-
-    from saltyard.localcluster import image
-    from saltyard.localcluster.cluster import container_name
-
-    build = next(n.name for n in cluster.nodes if n.has_role("build"))
-    # Through the registry pair's VIP on the LVS director, as a release build pushes.
-    registry = cluster.pillar(build, "registry:vip:address")
-    assert registry, "no registry:vip:address in build1's pillar"
-    ref = f"{registry}:5000/{TASK_IMAGE}"
-    node_image = image.build()
-    subprocess.run(
-        f"docker save {node_image} | docker exec -i {container_name(build)} docker load -q",
-        shell=True,
-        check=True,
-        capture_output=True,
-    )
-    password = cluster.pillar(build, "registry:users:push")
-    assert password and "*" not in password, "no push password in build1's pillar"
-    subprocess.run(
-        [
-            "docker",
-            "exec",
-            "-i",
-            container_name(build),
-            "docker",
-            "login",
-            "-u",
-            "push",
-            "--password-stdin",
-            f"{registry}:5000",
-        ],
-        input=password.encode(),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        cluster.exec(build, ["docker", "tag", node_image, ref])
-        cluster.exec(build, ["docker", "push", "-q", ref])
-    finally:
-        cluster.exec(build, ["docker", "logout", f"{registry}:5000"], check=False)
-    return ref
+    """The test task image in the cluster registry (helpers.push_test_image)."""
+    return push_test_image(cluster)
