@@ -1,16 +1,13 @@
 """saltyard's ``marathon`` execution module and ``marathon_app`` state against a real emulator.
 
-The modules are loaded by path with the dunders injected (as tests/unit/conftest.py's ``load``
-does; that fixture lives in another conftest, so a small copy is here). ``config.get`` answers
+The modules are loaded by path with the dunders injected (tests/support/salt_loader.py, which
+the unit tests' ``load`` fixture uses too). ``config.get`` answers
 ``marathon:url`` with the emulator's URL; the state's ``__salt__`` holds the execution module's
 functions, as Salt's loader would.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,8 +15,8 @@ import pytest
 import requests
 from marathon_helpers import TASK_IMAGE, containers_of, state_of, wait_until
 
-REPO = Path(__file__).resolve().parents[2]
-_serial = itertools.count()
+from tests.support.salt_loader import load_module
+
 MODULE_FUNCTIONS = (
     "apps app exists create update delete restart scale tasks kill_task deployments "
     "wait_for_deployment leader info validate"
@@ -27,15 +24,7 @@ MODULE_FUNCTIONS = (
 
 
 def load(kind: str, name: str, *, salt: dict[str, Any], test: bool = False) -> ModuleType:
-    path = REPO / kind / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"saltyard_it_{name}_{next(_serial)}", path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.__salt__ = salt
-    module.__opts__ = {"test": test}
-    module.__grains__ = {}
-    return module
+    return load_module(kind, name, salt=salt, test=test)
 
 
 @pytest.fixture

@@ -1,15 +1,8 @@
-"""
-Fixtures for unit-testing the custom Salt modules without a Salt loader.
-
-Salt's loader injects dunders (``__salt__``, ``__opts__``, ``__grains__``) into each module it
-loads. ``load`` does the same by hand: it imports the file by path and sets the dunders as
-module attributes, which is where the module's functions look them up at call time.
-"""
+"""Fixtures for unit-testing the custom Salt modules without a Salt loader
+(tests/support/salt_loader.py sets the dunders Salt's loader would)."""
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -18,37 +11,16 @@ from typing import Any
 
 import pytest
 
+from tests.support.salt_loader import load_module
+
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"
-
-# A fresh module object per load, so dunders injected by one test never leak into another.
-_serial = itertools.count()
 
 
 @pytest.fixture
 def load() -> Callable[..., ModuleType]:
-    def _load(
-        kind: str,
-        name: str,
-        *,
-        salt: dict[str, Callable[..., Any]] | None = None,
-        test: bool = False,
-        grains: dict[str, Any] | None = None,
-    ) -> ModuleType:
-        assert kind in ("_modules", "_states"), kind
-        path = REPO / kind / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(
-            f"saltyard_unit_{kind.strip('_')}_{name}_{next(_serial)}", path
-        )
-        assert spec is not None and spec.loader is not None, path
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.__salt__ = salt if salt is not None else {}
-        module.__opts__ = {"test": test}
-        module.__grains__ = grains if grains is not None else {}
-        return module
-
-    return _load
+    """tests/support/salt_loader.load_module: a module or state with Salt's dunders set."""
+    return load_module
 
 
 def run_all(cmd: list[str], python_shell: bool = False, **_: Any) -> dict[str, Any]:
