@@ -53,13 +53,18 @@ class FirstRun:
 
 
 @pytest.fixture(scope="session")
-def first_run(cluster, docker_node) -> FirstRun:
-    before = dpkg_installed(cluster, docker_node, "docker.io")
-    predicted = cluster.highstate(None, "test=True")
-    after_test = dpkg_installed(cluster, docker_node, "docker.io")
-    applied = cluster.highstate()
-    for result in applied.values():
-        step(f"first highstate: {result.describe()}")
+def first_run(request, cluster, docker_node) -> FirstRun:
+    # Minutes each: each node's summary shows as it finishes (and which nodes still run).
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled():
+        before = dpkg_installed(cluster, docker_node, "docker.io")
+        step("first highstate in test mode, every node")
+        predicted = cluster.highstate(
+            None, "test=True", report=lambda r: step(f"test mode: {r.describe()}")
+        )
+        after_test = dpkg_installed(cluster, docker_node, "docker.io")
+        step("first highstate, every node")
+        applied = cluster.highstate(report=lambda r: step(f"first highstate: {r.describe()}"))
     return FirstRun(predicted, before, after_test, applied)
 
 
