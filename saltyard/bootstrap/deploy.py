@@ -12,7 +12,8 @@ from pyinfra import host
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
-VENV = "/opt/saltyard/venv"
+from saltyard.bootstrap.wheelhouse import VENV
+
 WHEELS = "/opt/saltyard/wheelhouse"
 PKI_MINION = "/etc/salt/pki/minion"
 PKI_MASTER = "/etc/salt/pki/master"
@@ -37,7 +38,8 @@ wheelhouse = files.put(
 server.shell(
     name="Install Salt and saltyard into the venv",
     commands=[
-        # --system-site-packages: Salt's apt modules use Debian's python3-apt.
+        # --system-site-packages: Salt's apt modules use Debian's python3-apt. The local
+        # cluster's images carry this venv with Salt installed; a bare host gets it here.
         f"test -x {VENV}/bin/python || python3 -m venv --system-site-packages {VENV}",
         # Reinstall only when the wheelhouse changed (the marker holds its checksum).
         f"if ! cmp -s {WHEELS}.tar {WHEELS}.installed; then "

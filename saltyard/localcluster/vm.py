@@ -38,6 +38,7 @@ from pathlib import Path
 
 import yaml
 
+from saltyard.bootstrap import wheelhouse
 from saltyard.inventory import Inventory, Node
 from saltyard.localcluster import image
 from saltyard.localcluster.progress import step
@@ -67,12 +68,48 @@ PACKAGES = image.PACKAGES + (
 # highstate; here debootstrap does it at the host's speed. The state still runs (and checks
 # them) on the VM as on every node; the containers keep installing them themselves.
 BASE_ROLE_DEFAULTS = ROOT / "states" / "base" / "defaults.yaml"
+# And Consul, which every node's first highstate installs (the consul role): the local site
+# takes it from Debian bullseye (pillar/sites/local.sls), and emulated, the apt-get update and
+# install of it took lvs1 four and a half minutes. The image gets it from the same suite, pinned
+# the same way; the state still lays down the source and the pin, and finds the package
+# installed. Its dependencies come from bookworm with the rest.
+CONSUL_SUITE = "bullseye"
+CONSUL_PACKAGES = ("consul",)
+CONSUL_DEPENDENCIES = ("adduser", "pipexec")
 
 
 def packages() -> tuple[str, ...]:
     """Every package the VM image carries, in a stable order."""
     base = yaml.safe_load(BASE_ROLE_DEFAULTS.read_text())["base"]["packages"]
-    return PACKAGES + tuple(p for p in base if p not in PACKAGES)
+    wanted = PACKAGES + tuple(base) + CONSUL_DEPENDENCIES
+    return tuple(dict.fromkeys(wanted))
+
+
+def _install_consul(root: Path) -> None:
+    """Install CONSUL_PACKAGES from CONSUL_SUITE into the rootfs, then take the extra suite away
+    again (the consul state writes its own source and pin on the node)."""
+    source = root / "etc/apt/sources.list.d/saltyard-build-consul.list"
+    pin = root / "etc/apt/preferences.d/saltyard-build-consul"
+    source.write_text(f"deb {image.MIRROR} {CONSUL_SUITE} main\n")
+    # Only the consul packages may come from that suite (as the site's pin says).
+    pin.write_text(
+        f"Package: {' '.join(CONSUL_PACKAGES)}\nPin: release n={CONSUL_SUITE}\n"
+        "Pin-Priority: 500\n\n"
+        f"Package: *\nPin: release n={CONSUL_SUITE}\nPin-Priority: -1\n"
+    )
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive"}
+    step(f"installing {', '.join(CONSUL_PACKAGES)} from {CONSUL_SUITE} into the VM image")
+    try:
+        for command in (
+            ["apt-get", "-q", "update"],
+            ["apt-get", "-q", "-y", "--no-install-recommends", "install", *CONSUL_PACKAGES],
+        ):
+            subprocess.run(
+                ["chroot", str(root), *command], check=True, env=env, stdout=subprocess.DEVNULL
+            )
+    finally:
+        source.unlink(missing_ok=True)
+        pin.unlink(missing_ok=True)
 
 
 # Sparse: only what is written takes space. Room for Salt's venv and the roles' packages.
@@ -85,7 +122,7 @@ CPUS = 1
 # left it a thirtieth of the CPU. Ahead of them it takes one core and they share the other.
 NICENESS = -10
 # Bump when the build steps below change in a way the inputs do not show.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 QEMU = "qemu-system-x86_64"
 SSH_USER = "root"
@@ -303,6 +340,10 @@ def image_key() -> str:
         "suite": image.SUITE,
         "mirror": image.MIRROR,
         "packages": packages(),
+        "consul": [CONSUL_SUITE, *CONSUL_PACKAGES],
+        # Salt is baked in (wheelhouse.install_runtime): emulated, pip took minutes to install
+        # it during the bootstrap, and the minion's first start compiled its bytecode.
+        "salt_runtime": wheelhouse.dependencies_key(),
         "disk_size": DISK_SIZE,
         "recipe": RECIPE_VERSION,
         "node_recipe": image.RECIPE_VERSION,
@@ -399,7 +440,10 @@ def _build(key: str) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
+        # Before the rootfs is finished: apt needs the build machine's resolver.
+        _install_consul(root)
         _finish_vm_rootfs(root)
+        wheelhouse.install_runtime(root)
         kernels = sorted((root / "boot").glob("vmlinuz-*"))
         initrds = sorted((root / "boot").glob("initrd.img-*"))
         if not kernels or not initrds:

@@ -1,9 +1,11 @@
 """Convergence tests: a fresh local cluster, highstated from bare nodes, checked with testinfra.
 
 The session brings the cluster up from scratch (`saltyard cluster down`, then `up` without the
-highstate, so the tests can watch the first one). SALTYARD_REUSE_CLUSTER=1 keeps a running
-cluster instead (quicker while developing; the first-highstate tests then see a converged
-cluster). SALTYARD_TEST_PROFILE picks the inventory profile (default: full).
+highstate, so the tests can watch the first one); when other suites run in the same session, that
+happens in the background while they run (tests/support/cluster_warmup.py), and this suite runs
+last. SALTYARD_REUSE_CLUSTER=1 keeps a running cluster instead (quicker while developing; the
+first-highstate tests then see a converged cluster). SALTYARD_TEST_PROFILE picks the inventory
+profile (default: full).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from saltyard.localcluster.cluster import Cluster, HighstateResult
 from saltyard.localcluster.progress import step
 from tests.convergence.helpers import PROFILE, push_test_image
+from tests.support import cluster_warmup
 
 REUSE = os.environ.get("SALTYARD_REUSE_CLUSTER") == "1"
 
@@ -24,6 +27,10 @@ def cluster(request) -> Cluster:
     # Bringing the cluster up takes minutes: show its progress lines as they come.
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
+        if cluster_warmup.started():
+            # Brought up while the other suites ran (tests/support/cluster_warmup.py).
+            cluster_warmup.wait()
+            return Cluster(profile=PROFILE)
         cluster = Cluster(profile=PROFILE)
         if not REUSE:
             cluster.down()

@@ -214,7 +214,7 @@ def test_ssh_command_keeps_the_words(tmp_path):
 
 def test_image_key_follows_the_inputs(monkeypatch):
     before = vm.image_key()
-    monkeypatch.setattr(vm, "PACKAGES", vm.PACKAGES + ("keepalived",))
+    monkeypatch.setattr(vm, "PACKAGES", vm.PACKAGES + ("ethtool",))
     assert vm.image_key() != before
 
 
@@ -529,3 +529,32 @@ def test_highstate_reports_each_node_when_it_is_done(cluster, monkeypatch, capsy
     assert not results["lvs1"].ok and results["lvs1"].errors == ["no answer"]
     assert results["lvs1"].seconds >= 0.7
     assert "highstate still running on lvs1" in capsys.readouterr().err
+
+
+def test_the_image_keys_follow_the_salt_wheels_baked_into_them(monkeypatch):
+    from saltyard.bootstrap import wheelhouse
+    from saltyard.localcluster import image
+
+    vm_before, node_before = vm.image_key(), image.image_tag()
+    monkeypatch.setattr(wheelhouse, "dependencies_key", lambda: "another-set-of-pins")
+    assert vm.image_key() != vm_before
+    assert image.image_tag() != node_before
+
+
+def test_the_vm_image_carries_consul_and_what_it_depends_on(monkeypatch):
+    assert set(vm.CONSUL_DEPENDENCIES) <= set(vm.packages())
+    before = vm.image_key()
+    monkeypatch.setattr(vm, "CONSUL_SUITE", "trixie")
+    assert vm.image_key() != before
+
+
+def test_the_wheelhouse_key_follows_the_pins(tmp_path, monkeypatch):
+    from saltyard.bootstrap import wheelhouse
+
+    assert wheelhouse.requirements()[0] == wheelhouse.SALT_REQUIREMENT
+    assert any(r.startswith("py-consul==") for r in wheelhouse.requirements())
+    before = wheelhouse.dependencies_key()
+    changed = tmp_path / "constraints.txt"
+    changed.write_text(wheelhouse.CONSTRAINTS.read_text() + "idna==0.1\n")
+    monkeypatch.setattr(wheelhouse, "CONSTRAINTS", changed)
+    assert wheelhouse.dependencies_key() != before

@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from saltyard import inventory
+from saltyard.bootstrap import wheelhouse
 from saltyard.localcluster import image, vm
 from saltyard.localcluster.progress import step
 from tests.support.components import (
@@ -183,6 +184,21 @@ def test_root_logs_in_by_key_only(booted):
     assert "permitrootlogin without-password" in config
     assert "passwordauthentication no" in config
     assert sh(booted, "stat -c %a /root/.ssh/authorized_keys").strip() == "600"
+
+
+def test_the_image_carries_salt_and_consul_installed_not_running(booted):
+    # Baked in so that the bootstrap and the first highstate do not install them emulated.
+    version = sh(booted, f"{wheelhouse.VENV}/bin/salt-call --version", timeout=180)
+    assert version.split()[:2] == ["salt-call", wheelhouse.SALT_REQUIREMENT.split("==")[1]]
+    sh(booted, f"{wheelhouse.VENV}/bin/python -c 'import consul, docker, yaml, apt'", timeout=180)
+    assert sh(booted, "dpkg-query -W -f='${Status} ${Version}' consul").startswith(
+        "install ok installed 1.8.7"
+    )
+    # Disabled until the consul state configures and enables it; no extra suite left behind.
+    proc = vm.ssh(NODE, ["systemctl", "is-enabled", "consul"], booted)
+    assert proc.stdout.strip() == "disabled", proc.stdout
+    sources = sh(booted, "cat /etc/apt/sources.list /etc/apt/sources.list.d/* || true")
+    assert "bullseye" not in sources, sources
 
 
 def test_ipvs_works_inside(booted):

@@ -1,0 +1,118 @@
+"""The convergence suite's cluster comes up in the background while the other suites run.
+
+Bringing a fresh local cluster up (node and VM images, containers, the VM's boot, the Salt
+bootstrap, every minion answering) takes ten to fifteen minutes and needs no test of its own. When
+a session selects tests of tests/convergence and of other suites, this plugin moves the
+convergence tests to the end and, as the session starts, runs ``python -m
+tests.support.cluster_warmup`` in a child process: ``cluster down``, then ``cluster up`` without
+the highstate, its output in ``.state/cluster-warmup.log``. The convergence suite's ``cluster``
+fixture calls ``wait()``, which shows that output and fails with its end if the bring-up failed.
+
+The first highstate stays in the convergence suite (it is under test, and it would load the
+machine while timing-sensitive suites run). SALTYARD_REUSE_CLUSTER=1 turns the plugin off.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from saltyard.localcluster.cluster import STATE_DIR, Cluster
+from saltyard.localcluster.progress import step
+
+CONVERGENCE = Path(__file__).resolve().parent.parent / "convergence"
+LOG = STATE_DIR / "cluster-warmup.log"
+REUSE = os.environ.get("SALTYARD_REUSE_CLUSTER") == "1"
+
+_process: subprocess.Popen | None = None
+
+
+def _is_convergence(item: pytest.Item) -> bool:
+    return CONVERGENCE in Path(str(item.path)).parents
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Convergence last; and when other tests come first, start the bring-up now."""
+    convergence = [item for item in items if _is_convergence(item)]
+    others = [item for item in items if not _is_convergence(item)]
+    items[:] = others + convergence
+    if convergence and others and not REUSE and not config.option.collectonly:
+        from tests.convergence.helpers import PROFILE
+
+        start(PROFILE)
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"saltyard: bringing the local cluster up in the background for "
+                f"tests/convergence, which runs last (log: {LOG})"
+            )
+
+
+def start(profile: str) -> None:
+    global _process
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(LOG, "w") as log:
+        _process = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.cluster_warmup", profile],
+            cwd=CONVERGENCE.parent.parent,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Its own process group: stopped as a whole if the session ends before it does.
+            start_new_session=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+
+
+def started() -> bool:
+    return _process is not None
+
+
+def wait() -> None:
+    """Show the bring-up's output (what is there, then as it comes) until it ends; raise with
+    its last lines if it failed."""
+    assert _process is not None
+    step("waiting for the background bring-up of the local cluster; its output so far:")
+    with open(LOG, errors="replace") as log:
+        while True:
+            line = log.readline()
+            if line:
+                sys.stdout.write("    | " + line)
+                sys.stdout.flush()
+                continue
+            if _process.poll() is not None:
+                break
+            time.sleep(0.5)
+    if _process.returncode != 0:
+        tail = LOG.read_text(errors="replace").splitlines()[-30:]
+        raise RuntimeError(
+            f"the background bring-up of the local cluster failed (exit {_process.returncode}); "
+            f"its last lines ({LOG}):\n" + "\n".join(tail)
+        )
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """A bring-up still running (the session stopped early) is stopped with it."""
+    if _process is not None and _process.poll() is None:
+        os.killpg(_process.pid, signal.SIGTERM)
+        try:
+            _process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(_process.pid, signal.SIGKILL)
+
+
+def main(profile: str) -> None:
+    cluster = Cluster(profile=profile)
+    cluster.down()
+    cluster.up(highstate=False)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
