@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import requests
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' support code: tests.convergence, tests.lb
@@ -50,6 +51,12 @@ from tests.support.wait import wait_until  # noqa: E402
 APP = "/lbbench/cluster"
 SERVICE = "lbbench-cluster"
 SEQUENCE = [4, 1, 3, 1, 4, 2, 4, 1, 3, 2, 4, 1]
+
+
+def default(component: str, key: str):
+    """A component's default setting (states/COMPONENT/defaults.yaml)."""
+    path = REPO / "states" / component / "defaults.yaml"
+    return yaml.safe_load(path.read_text())[component][key]
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -175,7 +182,8 @@ def main() -> int:
     domain = cluster.pillar(lb.name, "saltyard:cluster:domain")
     password = cluster.pillar(control.name, "marathon:http_credentials:password")
     user = cluster.pillar(control.name, "marathon:http_credentials:user")
-    port = cluster.pillar(control.name, "marathon:http_port")
+    # Pillar holds what a site overrides; the rest comes from the component's defaults.yaml.
+    port = cluster.pillar(control.name, "marathon:http_port") or default("marathon", "http_port")
     if not (domain and password and user and port):
         raise SystemExit("no converged local cluster answers (run `make up` first)")
     marathon = MarathonClient(f"http://{control.address}:{port}", auth=(user, password))
@@ -183,7 +191,7 @@ def main() -> int:
     host = f"{SERVICE}.fat.{domain}"
     cores = os.cpu_count()
     print(f"lb benchmark in the local cluster, {datetime.date.today()}, {cores} cores")
-    ct = cluster.pillar(lb.name, "lb:consul_template") or {}
+    ct = default("lb", "consul_template") | (cluster.pillar(lb.name, "lb:consul_template") or {})
     print(f"consul-template wait min {ct.get('wait_min')} max {ct.get('wait_max')}")
 
     image = push_test_image(cluster)
