@@ -8,12 +8,12 @@ stopped before any state changed anything.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 import yaml
 
 from tests.convergence.helpers import host
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -155,15 +155,15 @@ def test_unknown_minion_is_never_accepted(cluster, converged):
     cluster.exec(node, ["sh", "-c", f"mkdir -p /tmp/rogue && printf '{conf}' > /tmp/rogue/minion"])
     cluster.exec(node, ["/opt/saltyard/venv/bin/salt-minion", "-c", "/tmp/rogue", "-d"])
     try:
-        deadline = time.monotonic() + 60
-        keys = {}
-        while time.monotonic() < deadline:
+
+        def keys_if_pending() -> dict | None:
             _, out = cluster.exec(master.name, ["salt-key", "--out=json", "-L"])
-            keys = json.loads(out)
-            if "rogue" in keys.get("minions_pre", []):
-                break
-            time.sleep(2)
-        assert "rogue" in keys.get("minions_pre", []), keys
+            listed = json.loads(out)
+            return listed if "rogue" in listed.get("minions_pre", []) else None
+
+        keys = wait_until(
+            keys_if_pending, 60, 2, "the rogue minion's key among the unaccepted ones"
+        )
         assert "rogue" not in keys["minions"]
         assert cluster.salt(["rogue"], "test.ping", timeout=5) == {}
     finally:
@@ -184,6 +184,7 @@ COUNT_SIGNED = """
 import pathlib, sys
 from cryptography import x509
 from saltyard.pki import _names
+from tests.support.wait import wait_until
 certs = pathlib.Path('/etc/salt/saltyard-pki').rglob('*.crt')
 print(sum(sys.argv[1] in _names(x509.load_pem_x509_certificate(p.read_bytes())) for p in certs))
 """

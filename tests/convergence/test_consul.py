@@ -4,11 +4,11 @@ token per role (generated on the master, registered by the first server)."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
 from tests.convergence.helpers import docker_app, host
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -44,16 +44,14 @@ def test_cluster_formed_with_encrypted_gossip(cluster, converged):
     server = control(cluster)
     master_token = cluster.pillar(server, "consul:acl:master_token")
     expected = {n.name for n in cluster.nodes}
-    deadline = time.monotonic() + 180
-    while True:
+
+    def missing() -> set[str]:
         status, body = api(cluster, server, "/v1/catalog/nodes", master_token)
-        names = {n["Node"] for n in json.loads(body)} if status == 200 else set()
-        if names >= expected:
-            break
-        # Agents register once their token exists (the first server creates it): anti-entropy
-        # retries within a couple of minutes.
-        assert time.monotonic() < deadline, (status, body, expected - names)
-        time.sleep(5)
+        return expected - ({n["Node"] for n in json.loads(body)} if status == 200 else set())
+
+    # Agents register once their token exists (the first server creates it): anti-entropy
+    # retries within a couple of minutes.
+    wait_until(lambda: not missing(), 180, 5, "every node in the catalog")
     code, out = cluster.exec(
         server, ["sh", "-c", f"CONSUL_HTTP_TOKEN={master_token} consul info | grep encrypted"]
     )
@@ -114,10 +112,7 @@ def test_bridge_registers_a_healthy_fat_app(cluster, converged, registry_image):
         return json.loads(body) if status == 200 else []
 
     try:
-        deadline = time.monotonic() + 90
-        while len(instances()) != 2:
-            assert time.monotonic() < deadline, instances()
-            time.sleep(2)
+        wait_until(lambda: len(instances()) == 2, 90, 2, "two instances in the catalog")
         tasks = cluster.salt([marathon], "marathon.tasks", app_id)[marathon]
         found = instances()
         assert {s["ServiceAddress"] or s["Address"] for s in found} == {agent.address}, found
@@ -129,7 +124,4 @@ def test_bridge_registers_a_healthy_fat_app(cluster, converged, registry_image):
         cluster.salt(
             [marathon], "state.single", "marathon_app.absent", f"name={app_id}", "force=True"
         )
-    deadline = time.monotonic() + 90
-    while instances():
-        assert time.monotonic() < deadline, instances()
-        time.sleep(2)
+    wait_until(lambda: not instances(), 90, 2, "the instances gone from the catalog")

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from tests.convergence.helpers import docker_app
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -198,10 +199,7 @@ def test_app_without_health_checks_is_not_routed(cluster, marathon, lb, registry
     app_id = "/convergence/lbnocheck"
     present(cluster, marathon, web_app(registry_image, 1, health=False, app_id=app_id))
     try:
-        deadline = time.monotonic() + 120
-        while not tasks(cluster, marathon, app_id):
-            assert time.monotonic() < deadline, "the app's task never started"
-            time.sleep(2)
+        wait_until(lambda: tasks(cluster, marathon, app_id), 120, 2, "the app's task to start")
         # Give the bridge a resync's worth of chances; the vhost must never appear.
         for _ in range(10):
             r = requests.get(

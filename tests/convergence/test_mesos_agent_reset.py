@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 
 import pytest
 
 from tests.convergence.helpers import host
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -122,10 +122,7 @@ def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
             ]
             return [t["host"] for t in healthy] == [other, other] and len(tasks) == 2
 
-        deadline = time.monotonic() + 90
-        while not moved():
-            assert time.monotonic() < deadline, cluster.salt([control], "marathon.tasks", APP_ID)
-            time.sleep(2)
+        wait_until(moved, 90, 2, f"both tasks healthy on {other}")
         status = cluster.salt([control], "mesos.maintenance_status")[control]
         assert status == {"draining_machines": [], "down_machines": []}, status
     finally:

@@ -4,12 +4,11 @@ registry is put back in the virtual server once it answers again."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from saltyard.clients.registry import RegistryClient
 from saltyard.localcluster.failover import measure
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -38,7 +37,9 @@ def test_pulls_through_the_vip_survive_a_stopped_registry(
         assert result.recovered_after <= BOUND, result
         # The stopped registry comes back into the virtual server once its check passes.
         wanted = f"-r {registry.address}:5000"
-        deadline = time.monotonic() + BOUND
-        while wanted not in cluster.exec(lvs, ["ipvsadm", "-S", "-n"])[1]:
-            assert time.monotonic() < deadline, f"{registry.name} not back behind the VIP"
-            time.sleep(1)
+        wait_until(
+            lambda w=wanted: w in cluster.exec(lvs, ["ipvsadm", "-S", "-n"])[1],
+            BOUND,
+            1,
+            f"{registry.name} back behind the VIP",
+        )

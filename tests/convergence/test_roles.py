@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.convergence.helpers import PROFILE, host
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
 
@@ -216,8 +217,6 @@ def _addresses(role: str) -> list[str]:
 
 @pytest.mark.parametrize("node", nodes_with("lvs"))
 def test_lvs_role(converged, node):
-    import time
-
     h = host(node)
     assert h.package("keepalived").is_installed and h.package("ipvsadm").is_installed
     assert h.service("keepalived").is_running and h.service("keepalived").is_enabled
@@ -225,13 +224,12 @@ def test_lvs_role(converged, node):
     assert f"inet {REGISTRY_VIP}/32" in h.check_output("ip -4 -o addr show")
     # Every registry of the profile passes its health check (they may converge after lvs1).
     wanted = [f"-a -t {REGISTRY_VIP}:5000 -r {a}:5000 -g -w 1" for a in _addresses("registry")]
-    deadline = time.monotonic() + 60
-    while True:
+
+    def missing() -> list[str]:
         table = h.check_output("ipvsadm -S -n")
-        if all(line in table for line in wanted) or time.monotonic() > deadline:
-            break
-        time.sleep(2)
-    assert all(line in table for line in wanted), table
+        return [line for line in wanted if line not in table]
+
+    wait_until(lambda: not missing(), 60, 2, f"every registry in the IPVS table ({wanted})")
 
 
 @pytest.mark.parametrize("node", nodes_with("registry"))
