@@ -184,7 +184,6 @@ COUNT_SIGNED = """
 import pathlib, sys
 from cryptography import x509
 from saltyard.pki import _names
-from tests.support.wait import wait_until
 certs = pathlib.Path('/etc/salt/saltyard-pki').rglob('*.crt')
 print(sum(sys.argv[1] in _names(x509.load_pem_x509_certificate(p.read_bytes())) for p in certs))
 """
