@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,7 +150,11 @@ class Cluster:
         with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
             running = {pool.submit(one, node): node for node in nodes}
             while running:
-                done, _ = wait(running, timeout=HIGHSTATE_PROGRESS_SECONDS)
+                # FIRST_COMPLETED: a node is reported when it is done (wait's default,
+                # ALL_COMPLETED, held every report back to the next progress line).
+                done, _ = wait(
+                    running, timeout=HIGHSTATE_PROGRESS_SECONDS, return_when=FIRST_COMPLETED
+                )
                 for future in done:
                     result = future.result()
                     results[running.pop(future)] = result

@@ -506,8 +506,8 @@ def test_highstate_reports_each_node_when_it_is_done(cluster, monkeypatch, capsy
     still runs, a progress line names the slow one, and a silent node is 'no answer'."""
     from saltyard.localcluster import cluster as cluster_mod
 
-    monkeypatch.setattr(cluster_mod, "HIGHSTATE_PROGRESS_SECONDS", 0.2)
-    delays = {"boss": 0.0, "lvs1": 0.7}
+    monkeypatch.setattr(cluster_mod, "HIGHSTATE_PROGRESS_SECONDS", 0.6)
+    delays = {"boss": 0.0, "lvs1": 1.5}
     calls = []
 
     def fake_salt(target, *args, timeout=900):
@@ -518,8 +518,14 @@ def test_highstate_reports_each_node_when_it_is_done(cluster, monkeypatch, capsy
         return {node: {"file_|-x_|-x_|-managed": state}} if node == "boss" else {}
 
     monkeypatch.setattr(cluster, "salt", fake_salt)
-    reported = []
-    results = cluster.highstate(None, "test=True", report=reported.append)
+    reported, reported_at = [], {}
+    started = time.monotonic()
+
+    def report(result):
+        reported.append(result)
+        reported_at[result.minion] = time.monotonic() - started
+
+    results = cluster.highstate(None, "test=True", report=report)
     assert sorted(c[0] for c in calls) == [("boss",), ("lvs1",)]
     assert all(c[1] == ("state.highstate", "test=True") for c in calls)
     assert all(c[2] == cluster_mod.HIGHSTATE_TIMEOUT for c in calls)
@@ -527,7 +533,9 @@ def test_highstate_reports_each_node_when_it_is_done(cluster, monkeypatch, capsy
     assert list(results) == ["boss", "lvs1"]
     assert results["boss"].ok and results["boss"].seconds < 0.5
     assert not results["lvs1"].ok and results["lvs1"].errors == ["no answer"]
-    assert results["lvs1"].seconds >= 0.7
+    assert results["lvs1"].seconds >= 1.5
+    # Reported when it was done, not held back to the next progress line (at 0.6 s).
+    assert reported_at["boss"] < 0.5, reported_at
     assert "highstate still running on lvs1" in capsys.readouterr().err
 
 
