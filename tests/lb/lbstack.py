@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -338,9 +337,7 @@ class ConsulTemplate:
         return self.log_file.read_text(errors="replace")
 
     def stop(self) -> None:
-        # SIGINT, as the lb role's unit sends (KillSignal): consul-template passes SIGTERM on
-        # to its commands and keeps running.
-        stop_process(self.proc, sig=signal.SIGINT)
+        stop_process(self.proc)
 
 
 class LbStack:
