@@ -58,7 +58,10 @@ EVENT_TYPES = (
     "deployment_success",
     "deployment_failed",
 )
-COALESCE_SECONDS = 0.2  # events come in bursts (a deployment): gather them before re-reading
+# Events come in bursts (a deployment): a resync follows another by at least this much, so a
+# burst is folded into few re-reads. The first event after a quiet spell is not held back: a task
+# that turns healthy should get traffic at once (docs/benchmarks.md, healthy -> served).
+COALESCE_SECONDS = 0.2
 MAX_APP_RESYNCS = 25  # more dirty apps than this at once: one full resync is cheaper
 
 
@@ -290,6 +293,7 @@ class Bridge:
     def _work_loop(self) -> None:
         backoff = Backoff(0.5, self.settings.max_backoff)
         next_full = 0.0
+        last_resync = -COALESCE_SECONDS
         while not self.stop_event.is_set():
             with self._cond:
                 while not self.stop_event.is_set():
@@ -309,7 +313,8 @@ class Bridge:
                     return
                 burst = not self._full_due
             if burst:
-                self.stop_event.wait(COALESCE_SECONDS)
+                self.stop_event.wait(max(0.0, last_resync + COALESCE_SECONDS - time.monotonic()))
+            last_resync = time.monotonic()
             with self._cond:
                 full, apps, gone = self._full_due, self._dirty, self._gone
                 self._full_due, self._dirty, self._gone = False, set(), set()
