@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +55,13 @@ class StateRenderer:
         (pillar_dir / "site.sls").write_text(
             (REPO / "pillar" / "sites" / f"{site}.sls").read_text()
         )
+        # The daemons' interpreter is this one here: the states ask it what saltyard code it
+        # imports (_modules/saltyard_runtime.py), and /opt/saltyard/venv is a node's.
+        host = {"discovery": {"python": sys.executable}}
+        host["marathon"] = {"emulator": {"python": sys.executable}}
+        (pillar_dir / "host.sls").write_text(json.dumps(host))
         (pillar_dir / "test.sls").write_text(json.dumps(pillar or {}))
-        (pillar_dir / "top.sls").write_text("base:\n  '*': [inventory, site, test]\n")
+        (pillar_dir / "top.sls").write_text("base:\n  '*': [inventory, site, host, test]\n")
         opts = salt.config.minion_config(None)
         opts.update(
             file_client="local",

@@ -60,6 +60,15 @@ bridge-unit:
         [Install]
         WantedBy=multi-user.target
 
+{#- The installed saltyard code: a new wheel (the bootstrap installs it, not Salt) changes this
+    file, which restarts the bridge; the running daemon would keep the old code otherwise. #}
+bridge-code:
+  file.managed:
+    - name: /etc/saltyard/bridge.code
+    - makedirs: True
+    - mode: '0644'
+    - contents: {{ salt['saltyard_runtime.code_digest'](discovery.python) }}
+
 saltyard-bridge:
   service.running:
     - enable: True
@@ -68,3 +77,4 @@ saltyard-bridge:
     - watch:
       - file: bridge-unit
       - file: bridge-credentials
+      - file: bridge-code

@@ -92,6 +92,15 @@ marathon-emulator-unit:
         [Install]
         WantedBy=multi-user.target
 
+{#- The installed saltyard code: a new wheel (the bootstrap installs it, not Salt) changes this
+    file, which restarts the emulator; the running daemon would keep the old code otherwise. #}
+marathon-emulator-code:
+  file.managed:
+    - name: /etc/saltyard/marathon-emulator.code
+    - makedirs: True
+    - mode: '0644'
+    - contents: {{ salt['saltyard_runtime.code_digest'](emulator.python) }}
+
 saltyard-marathon-emulator:
   service.running:
     - enable: True
@@ -100,3 +109,4 @@ saltyard-marathon-emulator:
     - watch:
       - file: marathon-emulator-unit
       - file: marathon-defaults
+      - file: marathon-emulator-code

@@ -44,3 +44,17 @@ def test_the_bridge_gets_a_sites_own_environments(tmp_path):
     renderer = StateRenderer(tmp_path / "render", "control1", inventory, pillar=PILLAR)
     argv = exec_start(renderer)
     assert argv[argv.index("--environments") + 1] == "fat,uat,staging,prod"
+
+
+def test_the_bridge_restarts_when_the_saltyard_code_changes(tmp_path):
+    import sys
+
+    from tests.support.salt_loader import load_module
+
+    rendered = StateRenderer(tmp_path, "control1", pillar=PILLAR).show_sls("discovery")
+    code = state_args(rendered, "bridge-code")
+    # The digest of the code the bridge's interpreter imports (here: this one's).
+    runtime = load_module("_modules", "saltyard_runtime")
+    assert code["contents"] == runtime.code_digest(sys.executable)
+    watched = [dict(w) for w in state_args(rendered, "saltyard-bridge")["watch"]]
+    assert {"file": "bridge-code"} in watched
