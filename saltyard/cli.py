@@ -36,6 +36,9 @@ def cmd_cluster(args) -> int:
         cluster.down()
         return 0
     if args.action == "highstate":
+        # The minions do not sync custom modules by themselves (autoload_dynamic_modules is
+        # off, saltyard/bootstrap/deploy.py): this command runs what the checkout has.
+        cluster.sync(args.nodes or None)
         extra = ["test=True"] if args.test else []
         results = cluster.highstate(
             args.nodes or None, *extra, report=lambda result: print(result.describe(), flush=True)

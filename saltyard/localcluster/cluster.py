@@ -242,9 +242,11 @@ class Cluster:
             time.sleep(2)
         raise RuntimeError(f"minions did not answer in {timeout:.0f} s: {', '.join(missing)}")
 
-    def sync(self) -> None:
-        rets = self.salt([n.name for n in self.nodes], "saltutil.sync_all", "refresh=True")
-        missing = [n.name for n in self.nodes if n.name not in rets]
+    def sync(self, nodes: list[str] | None = None) -> None:
+        """Custom modules, states and pillar modules from the checkout onto the minions."""
+        nodes = nodes or [n.name for n in self.nodes]
+        rets = self.salt(nodes, "saltutil.sync_all", "refresh=True")
+        missing = [n for n in nodes if n not in rets]
         if missing:
             raise RuntimeError(f"saltutil.sync_all got no answer from {', '.join(missing)}")
 

@@ -150,6 +150,9 @@ lb-consul-template-unit:
         Environment=SALTYARD_LB_LISTEN={{ lb.listen }}
         ExecStart=/usr/local/bin/consul-template -config {{ lb.paths.config_dir }}/lb.hcl
         ExecReload=/bin/kill -HUP $MAINPID
+        # consul-template stops on SIGINT (its kill_signal); it passes SIGTERM, systemd's default,
+        # on to its commands and keeps running, so every restart waited 90 s for SIGKILL.
+        KillSignal=SIGINT
         Restart=always
         RestartSec=3
         NoNewPrivileges=yes

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -337,7 +338,9 @@ class ConsulTemplate:
         return self.log_file.read_text(errors="replace")
 
     def stop(self) -> None:
-        stop_process(self.proc)
+        # SIGINT, as the lb role's unit sends (KillSignal): consul-template passes SIGTERM on
+        # to its commands and keeps running.
+        stop_process(self.proc, sig=signal.SIGINT)
 
 
 class LbStack:
