@@ -162,7 +162,7 @@ def load_app(name: str, data: Any, environments: list[str]) -> AppRelease:
         if steps and share <= steps[-1].share:
             raise PlanError(
                 f"pillar {step_where}:share is {share}: the shares must increase, and the step "
-                f"before has {steps[-1].share}"
+                f"before has {steps[-1].share:g}"
             )
         window = int(
             _number(f"{step_where}:window", raw["window"], 1, MAX_WINDOW_SECONDS, integer=True)

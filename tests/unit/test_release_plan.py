@@ -54,7 +54,11 @@ def test_good_data_loads():
 @pytest.mark.parametrize(
     "path,value,message",
     [
-        ("canary.steps.1.share", 5, "canary:steps[1]:share is 5: the shares must increase"),
+        (
+            "canary.steps.1.share",
+            5,
+            "steps[1]:share is 5: the shares must increase, and the step before has 5",
+        ),
         ("canary.steps.0.share", 0, "canary:steps[0]:share is 0: a share is a percentage above 0"),
         ("canary.steps.2.share", 100, "canary:steps[2]:share is 100:"),
         ("canary.steps.2.share", "50", "canary:steps[2]:share is '50':"),
