@@ -111,6 +111,7 @@ def test_sigterm_keeps_serving_for_the_drain_time_then_exits(app):
         ({"error_share": 1.5}, "error_share 1.5"),
         ({"delay_ms": -1}, "delay_ms -1"),
         ({"drain_seconds": "5"}, "drain_seconds '5'"),
+        ({"error_share": True}, "error_share True"),
     ],
 )
 def test_a_bad_release_file_stops_the_app_at_start_naming_the_value(tmp_path, release, named):

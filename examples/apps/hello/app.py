@@ -41,16 +41,17 @@ def load_release(path: Path = RELEASE_FILE) -> dict:
     version = data.get("version")
     if not isinstance(version, str) or not version:
         raise SystemExit(f"{path}: version {version!r} is not a non-empty string")
-    share = data.get("error_share", 0)
-    if not isinstance(share, (int, float)) or not 0 <= share <= 1:
-        raise SystemExit(f"{path}: error_share {share!r} is not a number from 0 to 1")
-    delay = data.get("delay_ms", 0)
-    if not isinstance(delay, (int, float)) or not 0 <= delay <= 60_000:
-        raise SystemExit(f"{path}: delay_ms {delay!r} is not a number from 0 to 60000")
-    drain = data.get("drain_seconds", 5)
-    if not isinstance(drain, (int, float)) or not 0 <= drain <= 300:
-        raise SystemExit(f"{path}: drain_seconds {drain!r} is not a number from 0 to 300")
+    share = _number(path, data, "error_share", 0, 0, 1)
+    delay = _number(path, data, "delay_ms", 0, 0, 60_000)
+    drain = _number(path, data, "drain_seconds", 5, 0, 300)
     return {"version": version, "error_share": share, "delay_ms": delay, "drain_seconds": drain}
+
+
+def _number(path: Path, data: dict, key: str, default: float, low: float, high: float) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise SystemExit(f"{path}: {key} {value!r} is not a number from {low} to {high}")
+    return value
 
 
 class Handler(BaseHTTPRequestHandler):
