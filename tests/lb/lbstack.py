@@ -31,6 +31,7 @@ import jinja2
 import requests
 import yaml
 
+from saltyard.release import traffic
 from tests.processes import stop_process
 from tests.support import bridge as helpers
 from tests.support import docker as support_docker
@@ -129,7 +130,10 @@ def lb_params(prefix: Path, consul_address: str, listen: str, **overrides) -> di
         live=str(prefix / "nginx" / "apps.conf"),
         staged=str(prefix / "staged" / "apps.conf.rendered"),
         apply_script=str(LB_FILES / "saltyard-lb-apply.sh"),
+        release_log=str(prefix / "nginx" / "release.log"),
     )
+    # What states/lb/map.jinja adds from the release_traffic module.
+    lb["release_log_format"] = traffic.LOG_FORMAT
     nginx_conf = prefix / "nginx" / "nginx.conf"
     lb["nginx_args"] = ["-p", str(prefix / "nginx"), "-c", str(nginx_conf), "-e", "stderr"]
     for key, value in overrides.items():
@@ -270,9 +274,16 @@ http {{
             children += int(fields[1]) == self.proc.pid
         return children == 1
 
-    def upstream_servers(self, app: str, env: str = "fat") -> list[str]:
-        """The ``server`` lines of one upstream in the live (applied) file."""
-        return upstream_servers(Path(self.lb["paths"]["live"]).read_text(), f"{app}.{env}")
+    def upstream_servers(self, app: str, env: str = "fat", group: str = "stable") -> list[str]:
+        """The ``server`` lines of one group's upstream (stable or canary) of an app in the live
+        (applied) file."""
+        return upstream_servers(Path(self.lb["paths"]["live"]).read_text(), f"{app}.{env}.{group}")
+
+    def live(self) -> str:
+        return Path(self.lb["paths"]["live"]).read_text()
+
+    def release_log(self) -> Path:
+        return Path(self.lb["paths"]["release_log"])
 
     def stop(self) -> None:
         # SIGTERM is nginx's fast shutdown of master and workers.

@@ -1,0 +1,61 @@
+"""
+What an lb node served to the canary and the stable group of an app, for a gray release's gate.
+
+A thin adapter over ``saltyard.release.traffic``: nginx on the lb nodes writes one JSON line per
+proxied request to the release log (pillar ``lb:paths:release_log``, states/lb/defaults.yaml),
+and ``window`` sums one app's requests in one env over [start, end) per group. The release
+orchestration calls it on every lb node and merges the answers (docs/release.md)::
+
+    salt -C 'I@saltyard:roles:lb' release_traffic.window hello prod 1764770000 1764770060
+
+``log_format`` is the nginx format of that log, for the lb role's template: the format and its
+reader live in one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from salt.exceptions import CommandExecutionError
+
+try:
+    from saltyard.release import traffic
+
+    HAS_SALTYARD = True
+except ImportError:  # the minion's Python lacks the saltyard package
+    HAS_SALTYARD = False
+
+__virtualname__ = "release_traffic"
+
+DEFAULT_LOG = "/var/log/nginx/saltyard-release.log"
+
+
+def __virtual__():
+    if not HAS_SALTYARD:
+        return False, "release_traffic: the saltyard package is not importable by the minion"
+    return __virtualname__
+
+
+def log_format() -> str:
+    """The nginx ``log_format`` string of the release log."""
+    return traffic.LOG_FORMAT
+
+
+def window(app: str, env: str, start: float, end: float, path: str | None = None) -> dict:
+    """The requests to ``app`` in ``env`` that ended in [start, end) (seconds since the epoch),
+    per group: ``{"canary": {...}, "stable": {...}, "log": path}``, each group as
+    ``gate.Figures.to_dict`` (requests, 5xx answers, latency histogram) for merging."""
+    try:
+        start, end = float(start), float(end)
+    except (TypeError, ValueError):
+        raise CommandExecutionError(
+            f"release_traffic.window: start {start!r} and end {end!r} must be numbers "
+            "(seconds since the epoch)"
+        ) from None
+    if end <= start:
+        raise CommandExecutionError(f"release_traffic.window: end {end} is not after start {start}")
+    log = Path(path or __salt__["config.get"]("lb:paths:release_log", DEFAULT_LOG))
+    figures = traffic.window(log, str(app), str(env), start, end)
+    result = {group: f.to_dict() for group, f in figures.items()}
+    result["log"] = str(log)
+    return result
