@@ -37,14 +37,28 @@ def __virtual__():
 
 
 def log_format() -> str:
-    """The nginx ``log_format`` string of the release log."""
+    """The nginx ``log_format`` string of the release log.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt lb1 release_traffic.log_format
+    """
     return traffic.LOG_FORMAT
 
 
 def window(app: str, env: str, start: float, end: float, path: str | None = None) -> dict:
     """The requests to ``app`` in ``env`` that ended in [start, end) (seconds since the epoch),
     per group: ``{"canary": {...}, "stable": {...}, "log": path}``, each group as
-    ``gate.Figures.to_dict`` (requests, 5xx answers, latency histogram) for merging."""
+    ``gate.Figures.to_dict`` (requests, 5xx answers, latency histogram) for merging.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt lb1 release_traffic.window hello prod 1764770000 1764770060
+    """
     try:
         start, end = float(start), float(end)
     except (TypeError, ValueError):

@@ -41,6 +41,7 @@ def tagged(
     username: str | None = None,
     password: str | None = None,
     ca_file: str | None = None,
+    immutable: bool = False,
 ) -> dict[str, Any]:
     """
     Ensure the tag ``name`` (``repo:tag``) points at the manifest ``source`` points at.
@@ -52,6 +53,10 @@ def tagged(
         repository. It must exist.
     url, username, password, ca_file
         Override the connection settings from ``registry:client``.
+    immutable
+        The tag is a release version: create it, or find it already on the same manifest, but
+        never move it. A tag that names another digest fails the state (in test mode too) and
+        is left alone. A moving tag (``stable``) leaves this False.
 
     SLS Example:
 
@@ -60,6 +65,11 @@ def tagged(
         team/web:stable:
           registry_image.tagged:
             - source: team/web:1.4.2
+
+        team/web:1.4.2:
+          registry_image.tagged:
+            - source: team/web:3f2c9e1d0b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d
+            - immutable: True
 
     CLI Example:
 
@@ -95,6 +105,12 @@ def tagged(
         if current == wanted:
             ret["result"] = True
             ret["comment"] = f"{repository}:{tag} already points at {wanted}"
+            return ret
+        if immutable and current is not None:
+            ret["comment"] = (
+                f"{repository}:{tag} already names {current}, not {wanted} (from {source}): "
+                "a release tag is never moved; release another version"
+            )
             return ret
         changes = {"old": current, "new": wanted}
         if __opts__["test"]:

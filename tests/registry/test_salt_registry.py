@@ -162,6 +162,36 @@ def test_tagged_predicts_applies_and_is_idempotent(salt_loader, registry, media,
     assert registry.digest_seen_by_skopeo("media/docker:v1") == docker_digest
 
 
+def test_an_immutable_tag_is_created_kept_and_never_moved(salt_loader, registry, media, raw_tags):
+    """A release version (``immutable: True``): made once, found again, refused when asked to
+    name another digest, in test mode too, and left as it was."""
+    target = "media/docker:1.4.0"
+    docker_digest = registry.digest_seen_by_skopeo("media/docker:v1")
+    oci_digest = registry.digest_seen_by_skopeo("media/oci:v1")
+    _, dry = salt_loader(test=True)
+    _, states = salt_loader()
+
+    predicted = dry["registry_image.tagged"](target, source="v1", immutable=True)
+    assert predicted["result"] is None and predicted["changes"]["new"] == docker_digest
+    made = states["registry_image.tagged"](target, source="v1", immutable=True)
+    assert made["result"] is True and made["changes"] == {"old": None, "new": docker_digest}
+    again = states["registry_image.tagged"](target, source="media/docker:v1", immutable=True)
+    assert again["result"] is True and again["changes"] == {}
+
+    tags_before = raw_tags("media/docker")
+    for test in (True, False):
+        _, st = salt_loader(test=test)
+        moved = st["registry_image.tagged"](target, source="media/oci:v1", immutable=True)
+        assert moved["result"] is False and moved["changes"] == {}, moved
+        assert (
+            f"media/docker:1.4.0 already names {docker_digest}, not {oci_digest}"
+            in (moved["comment"])
+        )
+        assert "never moved" in moved["comment"]
+    assert registry.digest_seen_by_skopeo(target) == docker_digest
+    assert raw_tags("media/docker") == tags_before
+
+
 @pytest.mark.parametrize(
     "name, source, named",
     [
