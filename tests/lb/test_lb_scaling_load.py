@@ -20,6 +20,9 @@ from saltyard.localcluster import vegeta
 from tests.lb import lbstack
 from tests.support.components import require_file
 
+# Judged under load: after the other host-level tests (tests/support/cluster_warmup.py).
+pytestmark = pytest.mark.load
+
 RATE = 200
 SECONDS = 40
 SEQUENCE = [4, 1, 3, 1, 4, 2]  # 7 tasks killed on the way down

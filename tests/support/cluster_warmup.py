@@ -1,12 +1,13 @@
 """The convergence suite's cluster comes up in the background while the other suites run.
 
 Bringing a fresh local cluster up (node and VM images, containers, the VM's boot, the Salt
-bootstrap, every minion answering) takes ten to fifteen minutes and needs no test of its own. When
-a session selects tests of tests/convergence and of other suites, this plugin moves the
-convergence tests to the end and, as the session starts, runs ``python -m
-tests.support.cluster_warmup`` in a child process: ``cluster down``, then ``cluster up`` without
-the highstate, its output in ``.state/cluster-warmup.log``. The convergence suite's ``cluster``
-fixture calls ``wait()``, which shows that output and fails with its end if the bring-up failed.
+bootstrap, every minion answering) takes ten to fifteen minutes and needs no test of its own.
+When a session selects tests of tests/convergence and of other suites, this plugin moves the
+convergence tests to the end (after the host-level tests marked ``load``) and, as the session
+starts, runs ``python -m tests.support.cluster_warmup`` in a child process: ``cluster down``,
+then ``cluster up`` without the highstate, its output in ``.state/cluster-warmup.log``. The
+convergence suite's ``cluster`` fixture calls ``wait()``, which shows that output and fails
+with its end if the bring-up failed.
 
 The first highstate stays in the convergence suite (it is under test, and it would load the
 machine while timing-sensitive suites run). SALTYARD_REUSE_CLUSTER=1 turns the plugin off.
@@ -39,10 +40,19 @@ def _is_convergence(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items) -> None:
-    """Convergence last; and when other tests come first, start the bring-up now."""
+    """Convergence last, and the host-level tests marked ``load`` just before it; and when
+    other tests come first, start the bring-up now.
+
+    The bring-up's first minutes (debootstrap of the VM image, ten containers built and started,
+    pip and pyinfra) keep both cores busy; a test that judges behaviour under load (no failed
+    request while scaling) run then fails on the machine, not on the code: a health check of
+    its one instance timed out and the instance left the load balancer for a second. Later the
+    bring-up mostly waits for the emulated VM."""
     convergence = [item for item in items if _is_convergence(item)]
     others = [item for item in items if not _is_convergence(item)]
-    items[:] = others + convergence
+    load = [item for item in others if item.get_closest_marker("load")]
+    others = [item for item in others if not item.get_closest_marker("load")]
+    items[:] = others + load + convergence
     if convergence and others and not REUSE and not config.option.collectonly:
         from tests.convergence.helpers import PROFILE
 
