@@ -107,3 +107,27 @@ def window(path: Path, app: str, env: str, start: float, end: float) -> dict[str
         else:
             figures[group].add(status, milliseconds)
     return figures
+
+
+class IncompleteWindow(Exception):
+    """An lb node's figures are missing: judging the rest would judge part of the traffic."""
+
+
+def merge(answers: dict[str, object], lb_nodes: list[str]) -> dict[str, Figures]:
+    """One window's figures of every lb node (``release_traffic.window`` answers by minion id)
+    added up per group. Every node in ``lb_nodes`` must have answered with figures; the
+    message names the ones that did not and what they said."""
+    missing = {
+        node: answers.get(node, "no answer")
+        for node in lb_nodes
+        if not isinstance(answers.get(node), dict)
+        or not all(isinstance(answers[node].get(g), dict) for g in GROUPS)
+    }
+    if missing:
+        said = "; ".join(f"{node}: {str(what)[:200]}" for node, what in sorted(missing.items()))
+        raise IncompleteWindow(f"no figures from lb node(s) {sorted(missing)} ({said})")
+    merged = {group: Figures() for group in GROUPS}
+    for node in lb_nodes:
+        for group in GROUPS:
+            merged[group] = merged[group].merge(Figures.from_dict(answers[node][group]))
+    return merged

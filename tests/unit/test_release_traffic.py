@@ -117,3 +117,28 @@ def test_a_missing_log_is_an_empty_window(tmp_path):
 def test_upstream_ms(value, expected):
     result = traffic.upstream_ms(value)
     assert result == pytest.approx(expected) if expected is not None else result is None
+
+
+def test_every_lb_nodes_figures_add_up(tmp_path):
+    one, two = tmp_path / "lb1.log", tmp_path / "lb2.log"
+    write(one, [line(101), line(102, group="canary", status=500, upstream_time="0.300")])
+    write(two, [line(103), line(104), line(105, group="canary")])
+    answers = {
+        node: {g: f.to_dict() for g, f in traffic.window(path, "hello", "prod", 100, 110).items()}
+        for node, path in (("lb1", one), ("lb2", two))
+    }
+    merged = traffic.merge(answers, ["lb1", "lb2"])
+    assert merged["stable"].requests == 3
+    assert (merged["canary"].requests, merged["canary"].errors_5xx) == (2, 1)
+    # The merged p99 is that of all the canary's requests: the slow one on lb1.
+    assert merged["canary"].percentile_ms(99) >= 300
+
+
+def test_a_missing_or_failed_lb_node_makes_the_window_incomplete(tmp_path):
+    good = {"canary": {"requests": 0, "errors_5xx": 0}, "stable": {"requests": 5, "errors_5xx": 0}}
+    with pytest.raises(traffic.IncompleteWindow, match=r"\['lb2'\] \(lb2: no answer\)"):
+        traffic.merge({"lb1": good}, ["lb1", "lb2"])
+    with pytest.raises(traffic.IncompleteWindow, match="lb2: 'release_traffic.window' is not"):
+        traffic.merge(
+            {"lb1": good, "lb2": "'release_traffic.window' is not available."}, ["lb1", "lb2"]
+        )
