@@ -14,8 +14,9 @@ import os
 
 import pytest
 
-from saltyard.localcluster.cluster import Cluster, HighstateResult
-from saltyard.localcluster.progress import step
+from saltyard.localcluster.cluster import Cluster
+from tests.convergence import first_run as first_run_mod
+from tests.convergence.first_run import FirstRun
 from tests.convergence.helpers import PROFILE, push_test_image
 from tests.support import cluster_warmup
 
@@ -41,38 +42,19 @@ def cluster(request) -> Cluster:
 @pytest.fixture(scope="session")
 def docker_node(cluster) -> str:
     """A node with the docker role (and so kernel) in the profile under test."""
-    return next(n.name for n in cluster.nodes if n.has_role("docker") and n.env == "fat")
-
-
-def dpkg_installed(cluster: Cluster, node: str, package: str) -> bool:
-    code, out = cluster.exec(node, ["dpkg-query", "-W", "-f=${Status}", package], check=False)
-    return code == 0 and "install ok installed" in out
-
-
-class FirstRun:
-    """What the first highstate of the session saw: test mode first, then the real run."""
-
-    def __init__(self, predicted, docker_before, docker_after_test_mode, applied):
-        self.predicted: dict[str, HighstateResult] = predicted
-        self.docker_before: bool = docker_before
-        self.docker_after_test_mode: bool = docker_after_test_mode
-        self.applied: dict[str, HighstateResult] = applied
+    return first_run_mod.docker_node(cluster)
 
 
 @pytest.fixture(scope="session")
-def first_run(request, cluster, docker_node) -> FirstRun:
+def first_run(request, cluster) -> FirstRun:
+    if cluster_warmup.started():
+        # The background bring-up ran it and kept what it saw (its output was shown by the
+        # cluster fixture).
+        return FirstRun.load()
     # Minutes each: each node's summary shows as it finishes (and which nodes still run).
     capture = request.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled():
-        before = dpkg_installed(cluster, docker_node, "docker.io")
-        step("first highstate in test mode, every node")
-        predicted = cluster.highstate(
-            None, "test=True", report=lambda r: step(f"test mode: {r.describe()}")
-        )
-        after_test = dpkg_installed(cluster, docker_node, "docker.io")
-        step("first highstate, every node")
-        applied = cluster.highstate(report=lambda r: step(f"first highstate: {r.describe()}"))
-    return FirstRun(predicted, before, after_test, applied)
+        return first_run_mod.run(cluster)
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,11 @@ import pytest
 
 from saltyard.localcluster import vegeta
 from tests.lb import lbstack
+from tests.support import bridge
 from tests.support.components import require_file
 
-# Judged under load: after the other host-level tests (tests/support/cluster_warmup.py).
+# Judged under load: after the other host-level tests, past the bring-up's heaviest part
+# (tests/support/cluster_warmup.py).
 pytestmark = pytest.mark.load
 
 RATE = 200
@@ -40,7 +42,18 @@ def test_scaling_under_load_fails_no_request(stack, apps, tmp_path):
     # progress when it is killed. cpus 1 (Docker CPU shares 1024): with the 0.1 of the other
     # tests, a task serving 200 requests/s on a busy machine gets too little CPU, its health
     # checks time out and the bridge takes it out of Consul (404 with one instance).
-    apps(app_id, 1, graceful=True, task_env={"RESPONSE_SECONDS": "0.05"}, cpus=1)
+    # Health checks get 10 s to answer: this test may run beside the convergence suite's first
+    # highstate (tests/support/cluster_warmup.py), and one timed-out check takes the lone
+    # instance out of nginx (404s), which would judge the machine, not the drain.
+    health = {**bridge.web_app(app_id)["healthChecks"][0], "timeoutSeconds": 10}
+    apps(
+        app_id,
+        1,
+        graceful=True,
+        task_env={"RESPONSE_SECONDS": "0.05"},
+        cpus=1,
+        healthChecks=[health],
+    )
     lbstack.wait_served(stack, host, 1)
 
     events = lbstack.TaskEvents(stack.marathon, app_id)

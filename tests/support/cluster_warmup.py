@@ -1,16 +1,22 @@
-"""The convergence suite's cluster comes up in the background while the other suites run.
+"""The convergence suite's cluster comes up, and gets its first highstate, in the background
+while the other suites run.
 
 Bringing a fresh local cluster up (node and VM images, containers, the VM's boot, the Salt
-bootstrap, every minion answering) takes ten to fifteen minutes and needs no test of its own.
-When a session selects tests of tests/convergence and of other suites, this plugin moves the
+bootstrap, every minion answering) takes about ten minutes, and test mode plus the first
+highstate from bare nodes about eight more; neither needs the host-level suites to finish. When
+a session selects tests of tests/convergence and of other suites, this plugin moves the
 convergence tests to the end (after the host-level tests marked ``load``) and, as the session
 starts, runs ``python -m tests.support.cluster_warmup`` in a child process: ``cluster down``,
-then ``cluster up`` without the highstate, its output in ``.state/cluster-warmup.log``. The
-convergence suite's ``cluster`` fixture calls ``wait()``, which shows that output and fails
-with its end if the bring-up failed.
+``cluster up`` without the highstate, then the first highstate (tests/convergence/first_run.py:
+test mode on every node, then the real run), whose per-node results it writes to
+``.state/first-highstate.json``; its output goes to ``.state/cluster-warmup.log``. The
+convergence suite's ``cluster`` fixture calls ``wait()``, which shows that output and fails with
+its end if the bring-up failed; test_highstate.py then judges the saved results (a failed
+highstate is a test failure there, not a bring-up failure).
 
-The first highstate stays in the convergence suite (it is under test, and it would load the
-machine while timing-sensitive suites run). SALTYARD_REUSE_CLUSTER=1 turns the plugin off.
+The host-level tests marked ``load`` run while that highstate may be running: their apps give
+health checks the slack of a loaded machine (tests/lb/test_lb_scaling_load.py).
+SALTYARD_REUSE_CLUSTER=1 turns the plugin off.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import pytest
 
 from saltyard.localcluster.cluster import STATE_DIR, Cluster
 from saltyard.localcluster.progress import step
+from tests.convergence import first_run
 
 CONVERGENCE = Path(__file__).resolve().parent.parent / "convergence"
 LOG = STATE_DIR / "cluster-warmup.log"
@@ -119,9 +126,11 @@ def pytest_sessionfinish(session, exitstatus) -> None:
 
 
 def main(profile: str) -> None:
+    first_run.RESULTS.unlink(missing_ok=True)
     cluster = Cluster(profile=profile)
     cluster.down()
     cluster.up(highstate=False)
+    first_run.run(cluster).save()
 
 
 if __name__ == "__main__":
