@@ -92,6 +92,21 @@ def _default_url() -> str | None:
     return f"https://{members[0]['name']}:{_port()}" if members else None
 
 
+def url() -> str | None:
+    """
+    Return the registry URL this node's functions use: ``registry:client:url``, else the
+    registry pair's VIP, else the inventory's first registry node (None without any).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt build1 registry.url
+    """
+    configured = __salt__["config.get"]("registry:client", {}) or {}
+    return (configured.get("url") if isinstance(configured, dict) else None) or _default_url()
+
+
 def _call(func, *args, **kwargs):
     try:
         return func(*args, **kwargs)

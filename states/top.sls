@@ -38,3 +38,9 @@ base:
   'I@saltyard:roles:lb':
     - match: compound
     - lb
+  'I@saltyard:roles:build':
+    - match: compound
+    - build
+  'I@saltyard:roles:salt-master and I@git_server:enabled:True':
+    - match: compound
+    - git_server

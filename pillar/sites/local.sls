@@ -64,3 +64,12 @@ lb:
   consul_template:
     version: 0.41.1
     source: salt://artifacts/consul-template/0.41.1/consul-template_0.41.1_linux_amd64.tar.gz
+
+# The git server the build node clones from (states/git_server on the salt-master node):
+# git://172.30.0.10/hello.git, first committed from examples/apps/hello; the release data
+# (pillar/release/hello.sls) points there.
+git_server:
+  enabled: True
+  repositories:
+    hello:
+      seed: examples/apps/hello

@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 STATE_DIR = ROOT / ".state"
 # Seconds the salt CLI waits for a highstate (see Cluster.highstate).
 HIGHSTATE_TIMEOUT = 2400
+# The release builds' base image in the cluster registry (pillar/release/hello.sls: base): the
+# node image, which `up` pushes there.
+RELEASE_BASE = "saltyard/base:bookworm"
 # While a highstate runs, a line this often names the nodes not done yet.
 HIGHSTATE_PROGRESS_SECONDS = 120
 
@@ -250,6 +253,37 @@ class Cluster:
         if missing:
             raise RuntimeError(f"saltutil.sync_all got no answer from {', '.join(missing)}")
 
+    def push_node_image(self, name: str) -> str:
+        """The node image (Debian + python3), pushed by the build node into the cluster registry
+        as ``<VIP>:5000/<name>``, the way a release build pushes: through the build node's
+        engine and the LVS director, with the push user. Returns that reference."""
+        build = next(n.name for n in self.nodes if n.has_role("build"))
+        registry = self.pillar(build, "registry:vip:address")
+        password = self.pillar(build, "registry:users:push")
+        if not registry or not password or "*" in password:
+            raise RuntimeError(f"{build}'s pillar lacks registry:vip:address or the push password")
+        ref = f"{registry}:5000/{name}"
+        node_image = image.build()
+        subprocess.run(
+            f"docker save {node_image} | docker exec -i {container_name(build)} docker load -q",
+            shell=True,
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            ["docker", "exec", "-i", container_name(build), "docker", "login", "-u", "push"]
+            + ["--password-stdin", f"{registry}:5000"],
+            input=password.encode(),
+            check=True,
+            capture_output=True,
+        )
+        try:
+            self.exec(build, ["docker", "tag", node_image, ref])
+            self.exec(build, ["docker", "push", "-q", ref])
+        finally:
+            self.exec(build, ["docker", "logout", f"{registry}:5000"], check=False)
+        return ref
+
     def up(self, highstate: bool = True) -> dict[str, HighstateResult] | None:
         step(f"inventory {self.inventory.path}: profile {self.profile}, {len(self.nodes)} nodes")
         node_image = image.build()
@@ -263,7 +297,12 @@ class Cluster:
         if not highstate:
             return None
         step("highstate on every node (each node prints a summary when done)")
-        return self.highstate(report=lambda result: step(result.describe()))
+        results = self.highstate(report=lambda result: step(result.describe()))
+        if all(r.ok for r in results.values()) and any(n.has_role("build") for n in self.nodes):
+            # The base of the example app's image (pillar/release/hello.sls: base).
+            step(f"pushing the node image to the cluster registry as {RELEASE_BASE}")
+            self.push_node_image(RELEASE_BASE)
+        return results
 
     def down(self) -> None:
         # Every VM this checkout started, whatever the profile or the inventory says now.

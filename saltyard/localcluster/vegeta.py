@@ -20,6 +20,7 @@ import base64
 import ipaddress
 import json
 import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -79,7 +80,7 @@ class AttackResult:
     errors: Counter = field(default_factory=Counter)  # vegeta's error text -> count
     bodies: Counter = field(default_factory=Counter)  # body of the 200 answers -> count
     latencies: dict[str, float] = field(default_factory=dict)  # p50/p95/p99/max/mean, seconds
-    failures: list[dict] = field(default_factory=list)  # {offset, code, error, latency}
+    failures: list[dict] = field(default_factory=list)  # {at, time, code, error, latency}
 
     @property
     def ok(self) -> int:
@@ -156,6 +157,12 @@ class Attack:
     def running(self) -> bool:
         return self.proc.poll() is None
 
+    def stop(self) -> None:
+        """End the attack now (vegeta stops sending on SIGINT and writes what it recorded);
+        ``result()`` then decodes the requests sent so far."""
+        if self.running():
+            self.proc.send_signal(signal.SIGINT)
+
     def result(self) -> AttackResult:
         """Wait for the attack (its duration plus the request timeout, and a margin), decode."""
         try:
@@ -224,7 +231,13 @@ def decode(results_file: Path, rate: float, duration: float) -> AttackResult:
             error = hit.get("error") or ""
             result.errors[error or f"HTTP {code}"] += 1
             result.failures.append(
-                {"at": stamp, "code": code, "error": error, "latency": hit["latency"] / 1e9}
+                {
+                    "at": stamp,
+                    "time": stamp,  # seconds since the epoch, when it was sent
+                    "code": code,
+                    "error": error,
+                    "latency": hit["latency"] / 1e9,
+                }
             )
     if result.requests != report["requests"]:
         raise RuntimeError(

@@ -76,6 +76,23 @@ def resolve(repo: Path, ref: str, git_url: str) -> str:
     return done.stdout.decode().strip()
 
 
+def _ensure_base(
+    engine: docker.DockerClient, base_image: str, auth: dict | None, progress: Callable
+) -> None:
+    """The base image in the engine: pulled (with the registry credentials) only if missing,
+    since the build itself never pulls."""
+    try:
+        engine.images.get(base_image)
+        return
+    except docker.errors.ImageNotFound:
+        pass
+    progress(f"pulling the base image {base_image}")
+    try:
+        engine.images.pull(base_image, auth_config=auth)
+    except docker.errors.APIError as exc:
+        raise BuildError(f"base image {base_image} cannot be pulled: {exc}") from None
+
+
 def build(
     *,
     git_url: str,
@@ -102,6 +119,7 @@ def build(
             raise BuildError(
                 f"git archive {sha} of {git_url}: {archive.stderr.decode(errors='replace')}"
             )
+    _ensure_base(engine, base_image, auth, progress)
     progress(f"building {image} from {git_url} at {ref} ({sha}) on {base_image}")
     try:
         engine.images.build(

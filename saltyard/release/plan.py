@@ -9,6 +9,7 @@ service.
         hello:
           git: git://172.30.0.10/hello.git      # where the build node clones the ref from
           image: saltyard/hello                 # repository in the cluster registry
+          base: saltyard/base:bookworm          # the Dockerfile's BASE, in the cluster registry
           port: 8000                            # the container port
           health: {path: /health}
           instances: {fat: 1, uat: 1, prod: 3}  # every environment of the inventory
@@ -64,6 +65,7 @@ class AppRelease:
     gate: Gate
     inconclusive: str
     repeat_limit: int
+    base: str | None = None  # <repository>:<tag> in the cluster registry, the build arg BASE
 
 
 def _shown(value: Any) -> str:
@@ -116,7 +118,7 @@ def load_app(name: str, data: Any, environments: list[str]) -> AppRelease:
         where,
         data,
         ("git", "image", "port", "instances", "canary"),
-        ("health", "resources"),
+        ("health", "resources", "base"),
     )
     if not isinstance(app["git"], str) or not app["git"]:
         raise PlanError(f"pillar {where}:git is {_shown(app['git'])}: it must be a git URL")
@@ -126,6 +128,14 @@ def load_app(name: str, data: Any, environments: list[str]) -> AppRelease:
             "(lower-case components separated by '/')"
         )
     port = int(_number(f"{where}:port", app["port"], 1, 65535, integer=True))
+    base = app.get("base")
+    if base is not None:
+        repository, _, tag = str(base).rpartition(":")
+        if not isinstance(base, str) or not REPOSITORY.match(repository) or not TAG.match(tag):
+            raise PlanError(
+                f"pillar {where}:base is {_shown(base)}: it must be <repository>:<tag> of an "
+                "image in the cluster registry"
+            )
 
     health = _mapping(f"{where}:health", app.get("health", {"path": "/"}), ("path",), ())
     if not isinstance(health["path"], str) or not health["path"].startswith("/"):
@@ -214,4 +224,5 @@ def load_app(name: str, data: Any, environments: list[str]) -> AppRelease:
         gate=gate,
         inconclusive=inconclusive,
         repeat_limit=repeat_limit,
+        base=base,
     )

@@ -6,10 +6,12 @@ so every master sees it). The steps of a release, in order: ``build``, a deploym
 pre-production environment (``deploy-fat``, ``deploy-uat``, from the inventory's promotion
 order), ``promote``, one ``canary-<n>`` per canary step of the plan, and ``rollout``. A run:
 
-- with no record, or after a finished one (rolled out, or rolled back), starts a new release;
+- with no record, or after a finished one (rolled out, rolled back, or stopped by a failed
+  build), starts a new release;
 - with a release in progress for the same ref and version, continues at its first step that is
   not done (a killed or failed run is resumed by running it again);
-- with a finished release of the same ref and version, does nothing;
+- with a finished release of the same ref and version, does nothing (but a release stopped by a
+  failed build is started afresh, its build tried again);
 - with a release in progress for another ref or version, is refused, naming both.
 
 Nothing here talks to Consul, Marathon or Salt: the orchestration loads and stores the record
@@ -24,11 +26,11 @@ from typing import Any
 
 from saltyard.release.plan import AppRelease
 
-# A step is pending, running, done or failed; a whole release is running, rolled out or
-# rolled back.
+# A step is pending, running, done or failed; a whole release is running, rolled out, rolled
+# back (a canary failed its gate), or stopped (its build failed: nothing was deployed).
 PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
-ROLLED_OUT, ROLLED_BACK = "rolled-out", "rolled-back"
-FINISHED = (ROLLED_OUT, ROLLED_BACK)
+ROLLED_OUT, ROLLED_BACK, STOPPED = "rolled-out", "rolled-back", "stopped"
+FINISHED = (ROLLED_OUT, ROLLED_BACK, STOPPED)
 
 
 class ReleaseRefused(Exception):
@@ -107,6 +109,11 @@ class Record:
         step.state, step.ended = FAILED, now
         step.detail.update(detail, reason=reason)
 
+    def stop(self, name: str, now: float, reason: str, **detail: Any) -> None:
+        """The build failed: the release is over before anything was deployed."""
+        self.fail(name, now, reason, **detail)
+        self.outcome, self.ended = STOPPED, now
+
     def roll_back(self, name: str, now: float, reason: str, **detail: Any) -> None:
         """A canary step whose gate failed: the release is over, the stable app untouched."""
         self.fail(name, now, reason, **detail)
@@ -162,7 +169,13 @@ def begin(
     """The record a run works on, and whether it has anything to do. Raises ReleaseRefused
     when another release of the app is in progress."""
     same = existing is not None and existing.ref == ref and existing.version == version
-    if existing is None or (existing.outcome in FINISHED and not same):
+    # A stopped release (its build failed) deployed nothing: any run starts afresh, the same
+    # one included (its build is tried again).
+    if (
+        existing is None
+        or (existing.outcome in FINISHED and not same)
+        or (existing.outcome == STOPPED)
+    ):
         return Record.new(plan, environments, ref, version, now), True
     if same:
         return existing, existing.outcome == RUNNING

@@ -4,9 +4,10 @@
 {%- import_text 'salt/consul/policies/agent.hcl' as agent_rules %}
 {%- import_text 'salt/consul/policies/bridge.hcl' as bridge_rules %}
 {%- import_text 'salt/consul/policies/lb.hcl' as lb_rules %}
-{%- set policies = {'agent': agent_rules, 'bridge': bridge_rules, 'lb': lb_rules} %}
+{%- import_text 'salt/consul/policies/release.hcl' as release_rules %}
+{%- set policies = {'agent': agent_rules, 'bridge': bridge_rules, 'lb': lb_rules, 'release': release_rules} %}
 {#- token name (pillar consul:acl:tokens:<name>) -> its policies #}
-{%- set tokens = {'agent': ['agent'], 'discovery': ['bridge'], 'lb': ['lb']} %}
+{%- set tokens = {'agent': ['agent'], 'discovery': ['bridge'], 'lb': ['lb'], 'release': ['release']} %}
 
 consul-leader:
   consul_acl.leader:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 
 import testinfra
 
 from saltyard import inventory
-from saltyard.localcluster import image, vm
-from saltyard.localcluster.cluster import container_name
+from saltyard.localcluster import vm
 
 PROFILE = os.environ.get("SALTYARD_TEST_PROFILE", "full")
 TASK_IMAGE = "saltyard-test/web:1"
@@ -66,40 +64,4 @@ def push_test_image(cluster) -> str:
     `<VIP>:5000/saltyard-test/web:1`, the way a release build pushes: through the build node's
     engine and the LVS director, with the push user. Agents pull it (through the emulator)
     with the pull user."""
-    build = next(n.name for n in cluster.nodes if n.has_role("build"))
-    # Through the registry pair's VIP on the LVS director, as a release build pushes.
-    registry = cluster.pillar(build, "registry:vip:address")
-    assert registry, "no registry:vip:address in build1's pillar"
-    ref = f"{registry}:5000/{TASK_IMAGE}"
-    node_image = image.build()
-    subprocess.run(
-        f"docker save {node_image} | docker exec -i {container_name(build)} docker load -q",
-        shell=True,
-        check=True,
-        capture_output=True,
-    )
-    password = cluster.pillar(build, "registry:users:push")
-    assert password and "*" not in password, "no push password in build1's pillar"
-    subprocess.run(
-        [
-            "docker",
-            "exec",
-            "-i",
-            container_name(build),
-            "docker",
-            "login",
-            "-u",
-            "push",
-            "--password-stdin",
-            f"{registry}:5000",
-        ],
-        input=password.encode(),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        cluster.exec(build, ["docker", "tag", node_image, ref])
-        cluster.exec(build, ["docker", "push", "-q", ref])
-    finally:
-        cluster.exec(build, ["docker", "logout", f"{registry}:5000"], check=False)
-    return ref
+    return cluster.push_node_image(TASK_IMAGE)

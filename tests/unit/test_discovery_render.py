@@ -15,7 +15,7 @@ PILLAR = {
         "encrypt": "bm90LWEta2V5LW5vdC1hLWtleS1ub3QtYS1rZXk=",
         "acl": {
             "master_token": "not-a-token",
-            "tokens": {t: "not-a-token" for t in ("agent", "discovery", "lb")},
+            "tokens": {t: "not-a-token" for t in ("agent", "discovery", "lb", "release")},
         },
     },
 }

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from saltyard import inventory
+from saltyard.release import plan
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "salt" / "inventory.yaml"
@@ -108,6 +109,8 @@ def compile_pillar(tmp_path: Path, inventory_path: Path, minion: str = "agent-fa
             "pillar_dirs": [str(REPO / "_pillar")],
             "ext_pillar": [{"saltyard_inventory": str(inventory_path)}],
             "saltyard_site": "local",
+            # What the bootstrap writes into the master's configuration (deploy.py).
+            "saltyard_master_id": "master",
         }
     )
     pillar = salt.pillar.get_pillar(
@@ -158,3 +161,21 @@ def test_orchestration_runner_gets_the_masters_pillar(ext):
     assert "salt-master" in ours["roles"]
     with pytest.raises(inventory.InventoryError, match="'control1_master'"):
         ext.ext_pillar("control1_master", {}, str(SHIPPED))
+
+
+@pytest.mark.parametrize("minion", ["master", "master_master"])
+def test_release_data_reaches_the_master_and_its_orchestration(tmp_path, minion):
+    pillar = compile_pillar(tmp_path, SHIPPED, minion=minion)
+    assert "_errors" not in pillar, pillar.get("_errors")
+    hello = pillar["release"]["apps"]["hello"]
+    # The data passes the release workflow's own checks against the inventory's environments.
+    checked = plan.load_app("hello", hello, list(inventory.load(SHIPPED).environments))
+    assert checked.git == f"git://{inventory.load(SHIPPED).master.address}/hello.git"
+    assert [step.share for step in checked.steps] == sorted(step.share for step in checked.steps)
+
+
+@pytest.mark.parametrize("minion", ["agent-fat", "build1", "control1"])
+def test_release_data_stays_on_the_master(tmp_path, minion):
+    pillar = compile_pillar(tmp_path, SHIPPED, minion=minion)
+    assert "_errors" not in pillar, pillar.get("_errors")
+    assert "release" not in pillar

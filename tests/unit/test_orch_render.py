@@ -54,3 +54,33 @@ def test_registry_gc_restores_read_write_only_when_the_collection_failed(master)
     assert state_args(rendered, "read-only-registry1")["pillar"] == {
         "registry": {"read_only": True}
     }
+
+
+def test_release_hands_the_runner_the_apps_data_from_the_orchestrations_pillar(master):
+    import yaml
+
+    from tests.state_render import REPO
+
+    hello = yaml.safe_load((REPO / "pillar" / "release" / "hello.sls").read_text())
+    data = hello["release"]["apps"]["hello"]
+    data["canary"]["steps"] = [{"share": 20, "window": 10}]  # a run's override
+    rendered = master.show_sls(
+        "orch.release",
+        pillar={"app": "hello", "ref": "main", "version": "1.1.0", "release": hello["release"]},
+    )
+    step = state_args(rendered, "release-hello")
+    assert step["fun"] == "salt.runner" and step["name"] == "saltyard_release.run"
+    assert (step["app"], step["ref"], step["version"]) == ("hello", "main", "1.1.0")
+    assert step["data"] == data
+
+
+@pytest.mark.parametrize("missing", ["app", "ref", "version"])
+def test_release_without_app_ref_or_version_is_refused_by_name(master, missing):
+    from tests.state_render import RenderRefused
+
+    pillar = {"app": "hello", "ref": "main", "version": "1.1.0"}
+    del pillar[missing]
+    with pytest.raises(RenderRefused) as refused:
+        master.show_sls("orch.release", pillar=pillar)
+    assert "orch.release needs app, ref and version" in str(refused.value)
+    assert f'{missing}=""' in str(refused.value)

@@ -14,7 +14,10 @@ SECRETS = {
     "pki": {"ca": "CA", "node": {"cert": "CERT", "key": "KEY"}},
     "consul": {
         "encrypt": "not-a-key",
-        "acl": {"master_token": "m", "tokens": {"agent": "a", "lb": "b", "discovery": "d"}},
+        "acl": {
+            "master_token": "m",
+            "tokens": {"agent": "a", "lb": "b", "discovery": "d", "release": "r"},
+        },
     },
 }
 

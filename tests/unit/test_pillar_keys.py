@@ -26,7 +26,10 @@ SECRETS = {
     },
     "consul": {
         "encrypt": "not-a-key",
-        "acl": {"master_token": "m", "tokens": {"agent": "a", "lb": "b", "discovery": "d"}},
+        "acl": {
+            "master_token": "m",
+            "tokens": {"agent": "a", "lb": "b", "discovery": "d", "release": "r"},
+        },
     },
     "marathon": {"http_credentials": {"password": "not-a-password"}},
     "registry": {"http_secret": "s", "users": {"pull": "p", "push": "q"}},

@@ -83,6 +83,8 @@ def test_good_data_loads():
         ("instances.prod", KeyError, "instances has no prod"),
         ("instances.prod", 0, "instances:prod is 0"),
         ("image", "Saltyard/Hello", "image is 'Saltyard/Hello': it must be a repository path"),
+        ("base", "saltyard/base", "base is 'saltyard/base': it must be <repository>:<tag>"),
+        ("base", "Base:1", "base is 'Base:1'"),
         ("port", 70000, "port is 70000"),
         ("health.path", "health", "health:path is 'health': it must start with /"),
         ("colour", "blue", "release:apps:hello:colour is not a known key"),
@@ -109,3 +111,9 @@ def test_good_versions(version):
 def test_bad_versions_are_named(version):
     with pytest.raises(PlanError, match="is not a valid tag"):
         check_version(version)
+
+
+def test_the_base_image_is_optional():
+    assert load_app("hello", GOOD, ENVS).base is None
+    with_base = dict(GOOD, base="saltyard/base:bookworm")
+    assert load_app("hello", with_base, ENVS).base == "saltyard/base:bookworm"

@@ -89,6 +89,17 @@ def test_a_rolled_back_release_is_finished_and_the_next_version_starts_fresh():
     assert todo and fresh.next_step().name == "build" and fresh.version == "1.4.1"
 
 
+@pytest.mark.parametrize(("ref", "version"), [("abc123", "1.4.0"), ("def456", "1.4.1")])
+def test_a_release_stopped_by_its_build_blocks_nothing(ref, version):
+    rec, _ = begin(None, PLAN, ENVS, "abc123", "1.4.0", 10.0)
+    rec.start("build", 1.0)
+    rec.stop("build", 2.0, "ref 'abc123' does not exist in git://x/hello.git")
+    assert rec.outcome == record.STOPPED
+    # Nothing was deployed: the same release (its build again) or another starts afresh.
+    fresh, todo = begin(Record.from_json(rec.to_json()), PLAN, ENVS, ref, version, 3.0)
+    assert todo and fresh.next_step().name == "build" and fresh.version == version
+
+
 @pytest.mark.parametrize(("ref", "version"), [("def456", "1.4.0"), ("abc123", "1.5.0")])
 def test_another_release_while_one_is_in_progress_is_refused(ref, version):
     rec, _ = begin(None, PLAN, ENVS, "abc123", "1.4.0", 10.0)

@@ -1,8 +1,9 @@
 """Every public function of the custom Salt modules shows how to call it.
 
 Execution modules: a ``CLI Example:`` whose bash block calls the function by its Salt name
-(``salt TARGET <virtualname>.<function> ...``). States: an ``SLS Example:`` whose YAML block
-parses and uses the state by its Salt name (``<virtualname>.<function>``). The functions are
+(``salt TARGET <virtualname>.<function> ...``); runners the same with ``salt-run``. States: an
+``SLS Example:`` whose YAML block parses and uses the state by its Salt name
+(``<virtualname>.<function>``). The functions are
 read from the source (top-level ``def`` not starting with ``_``), so the modules need not load.
 """
 
@@ -16,8 +17,8 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-LABEL = {"_modules": "CLI Example:", "_states": "SLS Example:"}
-LANGUAGE = {"_modules": "bash", "_states": "yaml"}
+LABEL = {"_modules": "CLI Example:", "_states": "SLS Example:", "_runners": "CLI Example:"}
+LANGUAGE = {"_modules": "bash", "_states": "yaml", "_runners": "bash"}
 
 
 def _functions(path: Path) -> tuple[str, list[tuple[str, str]]]:
@@ -73,6 +74,11 @@ def test_public_function_has_an_example(kind, path, function):
     if kind == "_modules":
         assert re.search(rf"^salt(-call)?\s+.*\b{re.escape(call)}\b", example, re.M), (
             f"{where}: the CLI example does not call {call}:\n{example}"
+        )
+        return
+    if kind == "_runners":
+        assert re.search(rf"^salt-run\s+{re.escape(call)}\b", example, re.M), (
+            f"{where}: the CLI example does not run {call}:\n{example}"
         )
         return
     # SLS is Jinja, then YAML: a Jinja expression stands in for a value here.

@@ -1,0 +1,309 @@
+"""The release workflow in the cluster (issue 14): `orch.release` takes the example app from a
+commit on the master's git server to production, through build1, FAT and UAT with smoke tests,
+promotion, the gray release behind lb1 and the rollout; a bad commit is rolled back at its first
+canary step with the stable app untouched. Under steady load through lb1 (vegeta, open model):
+the good release fails no request, the bad one fails only canary requests, at most its share,
+and none after the rollback.
+
+The tests run in order on one app: the first release (no stable app yet: straight to the
+rollout), a good release, the same release again (nothing to do), a bad release with a second
+release refused while it runs, and the refusals of bad input. Canary windows are shortened by
+the run's pillar (as an operator may) to keep the suite short.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import requests
+
+from saltyard.localcluster import vegeta
+from saltyard.localcluster.cluster import RELEASE_BASE
+
+pytestmark = pytest.mark.cluster
+
+APP = "hello"
+RATE = 50  # requests/s through lb1 during a release
+# Two short canary windows; the gate is that of pillar/release/hello.sls but for the smaller
+# counts of a 10 s window at RATE, and p99 limits with room for a loaded 2-core machine.
+PLAN = {
+    "canary": {
+        "steps": [{"share": 20, "window": 10}, {"share": 50, "window": 10}],
+        "gate": {"max_5xx_share": 0.05, "p99_ms": 3000, "min_requests": 20, "margin": 2.0},
+        "inconclusive": "fail",
+    }
+}
+
+
+# Canary shares that go down: refused by the release data's checks.
+DECREASING = {
+    "apps": {APP: {"canary": {"steps": [{"share": 50, "window": 10}, {"share": 20, "window": 10}]}}}
+}
+
+
+def release_pillar(version: str, ref: str = "main", **extra) -> dict:
+    return {
+        "app": APP,
+        "ref": ref,
+        "version": version,
+        "release": {"apps": {APP: PLAN}},
+        **extra,
+    }
+
+
+def orchestrate(cluster, pillar: dict, *extra: str) -> tuple[int, dict]:
+    """`salt-run state.orchestrate orch.release` on the master: its exit code and the one
+    step's result (or the render error's text under "error")."""
+    code, out = cluster.exec(
+        cluster.inventory.master.name,
+        ["salt-run", "--out=json", "state.orchestrate", "orch.release"]
+        + [f"pillar={json.dumps(pillar)}", *extra],
+        check=False,
+    )
+    start = out.find("{")
+    try:
+        result, _ = json.JSONDecoder().raw_decode(out[start:])
+    except (ValueError, json.JSONDecodeError):
+        return code, {"error": out}
+    data = result.get("data", result)
+    (steps,) = data.values() if isinstance(data, dict) and len(data) == 1 else (data,)
+    if not isinstance(steps, dict) or not all(isinstance(v, dict) for v in steps.values()):
+        return code, {"error": json.dumps(steps)}
+    (step,) = steps.values()
+    return code, step
+
+
+def runner_return(step: dict) -> dict:
+    return (step.get("changes") or {}).get("return") or {}
+
+
+def status(cluster) -> dict:
+    _, out = cluster.exec(
+        cluster.inventory.master.name,
+        ["salt-run", "--out=json", "saltyard_release.status", APP],
+    )
+    return json.loads(out[out.index("{") :])
+
+
+def commit(cluster, version: str, **faults) -> str:
+    """A new commit of the example app on the master's git server: release.json's version (and
+    faults); returns its sha."""
+    change = json.dumps({"version": version, **faults})
+    script = (
+        "set -e; d=$(mktemp -d); trap 'rm -rf $d' EXIT; "
+        "git clone -q /srv/git/hello.git $d; cd $d; "
+        f'python3 -c \'import json,sys; p="release.json"; d=json.load(open(p)); '
+        f'd.update(json.loads(sys.argv[1])); json.dump(d, open(p, "w"), indent=2)\' '
+        f"'{change}'; "
+        f"git -c user.name=tests -c user.email=tests@saltyard commit -qam 'hello {version}'; "
+        "git push -q origin HEAD:main; git rev-parse HEAD"
+    )
+    _, out = cluster.exec(
+        cluster.inventory.master.name, ["runuser", "-u", "git", "--", "sh", "-c", script]
+    )
+    return out.strip().splitlines()[-1]
+
+
+class Events:
+    """`salt-run state.event` on the master, for the release's tags, while a test runs."""
+
+    def __init__(self, cluster, name: str):
+        self.cluster = cluster
+        self.path = f"/tmp/release-events-{name}.txt"
+        master = cluster.inventory.master.name
+        cluster.exec(master, ["rm", "-f", self.path])
+        cluster.exec(
+            master,
+            [
+                "sh",
+                "-c",
+                f"nohup timeout 900 salt-run state.event 'saltyard/release/{APP}/*' "
+                f"> {self.path} 2>&1 &",
+            ],
+        )
+        time.sleep(3)  # the listener connects to the event bus
+
+    def tags(self) -> list[str]:
+        _, out = self.cluster.exec(self.cluster.inventory.master.name, ["cat", self.path])
+        return [line.split("\t")[0] for line in out.splitlines() if line.startswith("saltyard/")]
+
+    def stop(self) -> None:
+        self.cluster.exec(
+            self.cluster.inventory.master.name,
+            ["pkill", "-f", f"state.event saltyard/release/{APP}"],
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def marathon(cluster):
+    node = next(n.name for n in cluster.nodes if n.has_role("marathon"))
+
+    def app(app_id: str) -> dict | None:
+        if not cluster.salt([node], "marathon.exists", app_id)[node]:
+            return None
+        return cluster.salt([node], "marathon.app", app_id)[node]
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def lb(cluster) -> str:
+    node = next(n for n in cluster.nodes if n.has_role("lb"))
+    return f"http://{node.address}"
+
+
+@pytest.fixture(scope="module")
+def released(cluster, converged) -> dict:
+    """The base image in the registry, then the first release of the seeded commit."""
+    cluster.push_node_image(RELEASE_BASE)
+    code, step = orchestrate(cluster, release_pillar("1.0.0"))
+    return {"code": code, "step": step}
+
+
+def version_through(lb: str, env: str) -> str:
+    host = f"{APP}.{env}.saltyard.test"
+    return requests.get(f"{lb}/version", headers={"Host": host}, timeout=5).text.strip()
+
+
+def test_the_first_release_goes_to_production(cluster, released, marathon, lb):
+    assert released["code"] == 0, released
+    outcome = runner_return(released["step"])
+    assert outcome.get("outcome") == "rolled-out", released
+    steps = {s["name"]: s for s in outcome["record"]["steps"]}
+    assert list(steps) == [
+        "build",
+        "deploy-fat",
+        "deploy-uat",
+        "promote",
+        "canary-1",
+        "canary-2",
+        "rollout",
+    ]
+    assert all(s["state"] == "done" for s in steps.values()), steps
+    # No stable app to compare a canary with: the gray release was skipped, and said why.
+    assert "first release" in steps["canary-1"]["detail"]["skipped"]
+    vip = cluster.pillar(cluster.inventory.master.name, "registry:vip:address")
+    image = marathon(f"/prod/{APP}")["container"]["docker"]["image"]
+    assert image == f"{vip}:5000/saltyard/{APP}:1.0.0"
+    for env in ("fat", "uat", "prod"):
+        assert version_through(lb, env) == "1.0.0", env
+
+
+def test_a_good_release_under_load_fails_no_request(cluster, released, marathon, lb, tmp_path):
+    assert released["code"] == 0, released
+    sha = commit(cluster, "1.1.0")
+    events = Events(cluster, "good")
+    load = vegeta.Attack(
+        f"{lb}/", host=f"{APP}.prod.saltyard.test", rate=RATE, duration=290, workdir=tmp_path
+    )
+    try:
+        code, step = orchestrate(cluster, release_pillar("1.1.0", ref=sha))
+    finally:
+        load.stop()
+        events.stop()
+    result = load.result()
+    assert code == 0, step
+    outcome = runner_return(step)
+    assert outcome.get("outcome") == "rolled-out", step
+    record = outcome["record"]
+    canary = [s for s in record["steps"] if s["name"].startswith("canary-")]
+    assert all(s["detail"]["verdict"].startswith("pass") for s in canary), canary
+    vip = cluster.pillar(cluster.inventory.master.name, "registry:vip:address")
+    assert marathon(f"/prod/{APP}")["container"]["docker"]["image"] == (
+        f"{vip}:5000/saltyard/{APP}:1.1.0"
+    )
+    assert marathon(f"/prod/{APP}-canary") is None
+    assert version_through(lb, "prod") == "1.1.0"
+    # Every step sent its events.
+    tags = events.tags()
+    for s in record["steps"]:
+        assert f"saltyard/release/{APP}/{s['name']}/started" in tags, tags
+        assert f"saltyard/release/{APP}/{s['name']}/done" in tags, tags
+    # The load saw both versions and not one failed request.
+    assert {"hello from 1.0.0", "hello from 1.1.0"} <= {b.strip() for b in result.bodies}, (
+        result.summary()
+    )
+    assert result.requests >= RATE * 30, result.summary()
+    assert result.failed == 0, f"{result.summary()}; first failures: {result.failures[:5]}"
+
+
+def test_a_finished_release_run_again_changes_nothing(cluster, released, marathon):
+    before = marathon(f"/prod/{APP}")["version"]
+    sha = status(cluster)["ref"]
+    code, step = orchestrate(cluster, release_pillar("1.1.0", ref=sha))
+    assert code == 0, step
+    assert runner_return(step).get("outcome") == "nothing-to-do", step
+    assert marathon(f"/prod/{APP}")["version"] == before
+
+
+def test_a_bad_release_is_rolled_back_and_a_second_run_refused(
+    cluster, released, marathon, lb, tmp_path
+):
+    stable_before = marathon(f"/prod/{APP}")
+    sha = commit(cluster, "1.2.0", error_share=0.5)
+    events = Events(cluster, "bad")
+    load = vegeta.Attack(
+        f"{lb}/", host=f"{APP}.prod.saltyard.test", rate=RATE, duration=290, workdir=tmp_path
+    )
+    bad: dict = {}
+    bad_pillar = release_pillar("1.2.0", ref=sha)
+    run = threading.Thread(
+        target=lambda: bad.update(
+            zip(("code", "step"), orchestrate(cluster, bad_pillar), strict=True)
+        )
+    )
+    run.start()
+    try:
+        # While it runs, another release of the app is refused, naming the one in progress.
+        deadline = time.monotonic() + 120
+        while not any(t.endswith("/build/started") for t in events.tags()):
+            assert time.monotonic() < deadline, "the bad release never started its build"
+            time.sleep(1)
+        code, other = orchestrate(cluster, release_pillar("9.9.9"))
+        assert code != 0, other
+        refusal = json.dumps(other)
+        assert "another release run holds" in refusal or "1.2.0" in refusal, refusal
+        run.join(timeout=900)
+    finally:
+        load.stop()
+        events.stop()
+    result = load.result()
+    assert bad["code"] != 0, bad
+    assert "rolled back at canary-1" in json.dumps(bad["step"]), bad
+    record = status(cluster)
+    assert record["outcome"] == "rolled-back", record
+    canary = next(s for s in record["steps"] if s["name"] == "canary-1")
+    assert "max_5xx_share" in canary["detail"]["reason"], canary
+    assert f"saltyard/release/{APP}/canary-1/rolled-back" in events.tags()
+    # The stable app never changed, and the canary is gone.
+    assert marathon(f"/prod/{APP}")["version"] == stable_before["version"]
+    assert marathon(f"/prod/{APP}-canary") is None
+    assert version_through(lb, "prod") == "1.1.0"
+    # Failed requests: only the canary's 500s, at most its share of the window's requests,
+    # and none once the share was back at 0.
+    assert {f["code"] for f in result.failures} <= {500}, result.failures[:5]
+    window = canary["ended"] - canary["started"]
+    share = PLAN["canary"]["steps"][0]["share"] / 100
+    assert result.failed <= share * RATE * (window + 2), (result.summary(), window)
+    assert all(f["time"] <= canary["ended"] + 1 for f in result.failures), result.failures[-3:]
+
+
+@pytest.mark.parametrize(
+    ("pillar", "named"),
+    [
+        ({"app": "nosuch", "ref": "main", "version": "1.0.0"}, "unknown app 'nosuch'"),
+        (release_pillar("-v1"), "'-v1' is not a valid tag"),
+        (release_pillar("2.0.0", release=DECREASING), "the shares must increase"),
+        (release_pillar("2.0.0", ref="no-such-branch"), "'no-such-branch' does not exist"),
+    ],
+)
+def test_bad_input_is_refused_by_name(cluster, released, marathon, pillar, named):
+    before = marathon(f"/prod/{APP}")["version"]
+    code, step = orchestrate(cluster, pillar)
+    assert code != 0, step
+    assert named in json.dumps(step), step
+    assert marathon(f"/prod/{APP}")["version"] == before
