@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 VERSION = "12.13.0"
 BINARY = Path(os.environ.get("SALTYARD_VEGETA", f"/var/cache/saltyard/vegeta/v{VERSION}/vegeta"))
 MAX_RATE = 1000
-MAX_DURATION = 300.0
+MAX_DURATION = 600.0
 
 
 class LoadError(ValueError):

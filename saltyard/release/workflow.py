@@ -106,6 +106,7 @@ class Release:
         self.record: record.Record | None = None
         self.index = 0
         self.lock: lock.ReleaseLock | None = None
+        self.deploy_seconds = 0.0
 
     # --- the run --------------------------------------------------------------------------
     def run(self, ref: str, version: str) -> Outcome:
@@ -145,6 +146,9 @@ class Release:
                 "run the release again to continue"
             )
         self.record.start(name, self.clock())
+        # Seconds of the step spent in Marathon deployments (benchmarks/release.py counts the
+        # run's own overhead without them).
+        self.deploy_seconds = 0.0
         self._save()
         self._event(name, "started", {})
         self.progress(f"{self.plan.name} {self.record.version}: {name}")
@@ -175,6 +179,8 @@ class Release:
             raise StepFailed(
                 f"release of {self.plan.name} {self.record.version}: {name} {outcome}: {exc}"
             ) from None
+        if self.deploy_seconds:
+            detail["deploy_seconds"] = round(self.deploy_seconds, 3)
         if detail.get("rolled_back"):
             reason = detail.pop("reason")
             self.record.roll_back(name, self.clock(), reason, **detail)
@@ -236,20 +242,27 @@ class Release:
             raise StepFailed(f"the build on {self.site.build_node} answered {built!r}")
         return {k: built[k] for k in ("sha", "image", "digest", "reused")}
 
-    def _present(self, app_id: str, definition: dict, *, test: bool = False) -> dict:
-        return self.minions.state(
-            self.site.marathon_node,
-            "marathon_app.present",
-            app_id,
-            app=definition,
-            timeout=DEPLOY_TIMEOUT,
-            test=test,
-        )
+    def _present(self, app_id: str, definition: dict) -> dict:
+        started = self.clock()
+        try:
+            return self.minions.state(
+                self.site.marathon_node,
+                "marathon_app.present",
+                app_id,
+                app=definition,
+                timeout=DEPLOY_TIMEOUT,
+            )
+        finally:
+            self.deploy_seconds += self.clock() - started
 
     def _absent(self, app_id: str) -> dict:
-        return self.minions.state(
-            self.site.marathon_node, "marathon_app.absent", app_id, timeout=DEPLOY_TIMEOUT
-        )
+        started = self.clock()
+        try:
+            return self.minions.state(
+                self.site.marathon_node, "marathon_app.absent", app_id, timeout=DEPLOY_TIMEOUT
+            )
+        finally:
+            self.deploy_seconds += self.clock() - started
 
     def _smoke(self, env: str) -> int:
         assert self.record is not None
