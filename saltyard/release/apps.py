@@ -5,7 +5,8 @@ release data (saltyard/release/plan.py).
   gray release in production. Both carry the bridge's labels (docs/bridge.md): the service name
   is the app's for both, so they share ``<app>.<env>.<domain>``, and ``saltyard.track`` tells
   the lb which upstream each instance belongs to (docs/lb.md).
-- Docker's bridge network: the app listens on its container port (``PORT``) and Docker maps it
+- Docker's bridge network: the app listens on its container port (``CONTAINER_PORT``; Marathon's
+  own ``PORT``/``PORT0`` are the host port in this mode, and it sets them) and Docker maps it
   to a host port that Marathon picks; the bridge registers the host port.
 - The constraint ``env CLUSTER <env>`` pins the tasks to that environment's agents.
 - The stable app upgrades without going below its full healthy capacity
@@ -52,7 +53,7 @@ def definition(
         "instances": count,
         "cpus": plan.cpus,
         "mem": plan.mem,
-        "env": {"PORT": str(plan.port)},
+        "env": {"CONTAINER_PORT": str(plan.port)},
         "container": {
             "type": "DOCKER",
             "docker": {"image": image, "network": "BRIDGE"},

@@ -36,7 +36,7 @@ def test_stable_and_canary_share_the_service_and_differ_by_track():
 
 def test_the_app_listens_on_its_container_port_behind_dockers_bridge():
     app = apps.definition(PLAN, "fat", IMAGE, "1.4.0")
-    assert app["env"]["PORT"] == str(GOOD["port"])
+    assert app["env"]["CONTAINER_PORT"] == str(GOOD["port"])
     assert app["container"]["portMappings"][0]["containerPort"] == GOOD["port"]
     assert app["healthChecks"][0]["path"] == GOOD["health"]["path"]
     # Upgrades never go below full healthy capacity.

@@ -15,9 +15,9 @@ On SIGTERM it keeps serving for ``drain_seconds`` (``release.json``, default 5) 
 Marathon kills a task with SIGTERM while the load balancers may still send it requests for a
 moment (docs/lb.md), and those must be answered, not refused.
 
-The port is ``PORT`` (the release workflow sets it to the app's container port, which Docker's
-bridge maps to a host port), else ``PORT0`` (Marathon's first port, for host networking), else
-8080.
+The port is ``CONTAINER_PORT`` (the release workflow sets it to the app's container port, which
+Docker's bridge maps to a host port: Marathon's own ``PORT`` and ``PORT0`` name that host port),
+else ``PORT0`` (Marathon's first port, for host networking), else 8080.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class HelloServer(ThreadingHTTPServer):
 
 def main() -> int:
     release = load_release()
-    port = int(os.environ.get("PORT") or os.environ.get("PORT0") or 8080)
+    port = int(os.environ.get("CONTAINER_PORT") or os.environ.get("PORT0") or 8080)
     server = HelloServer(("0.0.0.0", port), release)
 
     def on_term(signum, frame):
