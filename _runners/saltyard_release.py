@@ -112,9 +112,13 @@ def _progress(line: str) -> None:
 
 def _pillar() -> dict:
     """The master's own pillar, as an orchestration sees it (the id ``<master>_master``)."""
-    pillar = salt.pillar.get_pillar(
+    compiler = salt.pillar.get_pillar(
         __opts__, {}, __opts__["id"], saltenv=__opts__.get("saltenv") or "base"
-    ).compile_pillar()
+    )
+    try:
+        pillar = compiler.compile_pillar()
+    finally:
+        compiler.destroy()
     if pillar.get("_errors"):
         raise workflow.StepFailed("the master's pillar has errors: " + "; ".join(pillar["_errors"]))
     return pillar

@@ -49,11 +49,14 @@ def runner_return(step: dict) -> dict:
 
 
 def status(cluster) -> dict:
+    """`salt-run saltyard_release.status` (the output may carry Salt's warnings around the
+    JSON)."""
     _, out = cluster.exec(
         cluster.inventory.master.name,
         ["salt-run", "--out=json", "saltyard_release.status", APP],
     )
-    return json.loads(out[out.index("{") :])
+    found, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
+    return found
 
 
 def commit(cluster, version: str, **faults) -> str:
