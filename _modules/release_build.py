@@ -107,3 +107,21 @@ def image(git_url: str, ref: str, repository: str, base_image: str) -> dict:
         "reused": built.reused,
         "progress": progress,
     }
+
+
+def resolve(git_url: str, ref: str) -> str:
+    """
+    The full sha that ``ref`` (a branch, tag or commit) names in ``git_url``; an error naming
+    the ref when the repository lacks it. The release's test mode asks it what a build would
+    build.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt build1 release_build.resolve git://172.30.0.10/hello.git main
+    """
+    try:
+        return build.resolve_ref(git_url, str(ref))
+    except build.BuildError as exc:
+        raise CommandExecutionError(str(exc)) from None

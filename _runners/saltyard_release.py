@@ -29,7 +29,7 @@ try:
 
     from saltyard.clients.consul import ConsulClient, ConsulError
     from saltyard.release import lock, record, smoke, store, workflow
-    from saltyard.release.plan import PlanError, check_version, load_app
+    from saltyard.release.plan import PlanError, load_app
 
     HAS_SALTYARD = True
 except ImportError:  # the master's Python lacks the saltyard package
@@ -250,8 +250,8 @@ def status(app: str) -> dict:
 def plan(app: str, ref: str, version: str, data: dict | None = None) -> dict:
     """
     What a run of ``orch.release`` would do, changing nothing (the orchestration's test mode):
-    the release data checked, where the run would start or whether it would be refused, and
-    each step to do.
+    the release data checked, where the run would start or why it would be refused, each step
+    to do, and each deployment's Marathon diff once its image is in the registry.
 
     CLI Example:
 
@@ -261,11 +261,10 @@ def plan(app: str, ref: str, version: str, data: dict | None = None) -> dict:
     """
     try:
         pillar = _pillar()
-        checked = _plan(pillar, app, data)
-        check_version(version)
-        site = _site(pillar)
-        existing, _ = store.load_record(_consul(pillar), app)
-        current, todo = record.begin(existing, checked, site.environments, str(ref), version, 0)
+        release = workflow.Release(
+            _plan(pillar, app, data), _site(pillar), _Minions(__opts__), _consul(pillar), _fire
+        )
+        return release.predict(str(ref), version)
     except (
         PlanError,
         workflow.StepFailed,
@@ -274,34 +273,3 @@ def plan(app: str, ref: str, version: str, data: dict | None = None) -> dict:
         ConsulError,
     ) as exc:
         return _failed(str(exc))
-    if not todo:
-        return {"steps": [], "message": f"release of {app} {version} is {current.outcome}"}
-    env = site.production
-    what = {
-        "build": f"build {checked.git} at {ref} on {site.build_node} (reused if the registry "
-        f"has the sha) and push {site.registry_host}/{checked.image}:<sha>",
-        "promote": f"tag {checked.image}:<sha> as {checked.image}:{version} (never moved)",
-        "rollout": f"/{env}/{app} on {version} ({checked.instances[env]} instances, rolling), "
-        f"then the canary's share to 0 and /{env}/{app}-canary removed",
-    }
-    for name in (s.name for s in current.steps):
-        if name.startswith("deploy-"):
-            target = name.removeprefix("deploy-")
-            what[name] = (
-                f"/{target}/{app} on <sha> ({checked.instances[target]} instances), then "
-                f"{app}.{target}.{site.domain} must answer {version}"
-            )
-        if name.startswith("canary-"):
-            step = checked.steps[int(name.removeprefix("canary-")) - 1]
-            what[name] = (
-                f"{step.share:g} % of {app}.{env}.{site.domain} to /{env}/{app}-canary for "
-                f"{step.window} s, then the gate ({checked.gate})"
-            )
-    return {
-        "steps": [
-            f"{s.name}: {'done' if s.state == record.DONE else 'to do: ' + what[s.name]}"
-            for s in current.steps
-        ],
-        "message": f"release of {app} {version} (ref {ref})"
-        + (" resumes" if existing is current else " starts"),
-    }

@@ -76,6 +76,13 @@ def resolve(repo: Path, ref: str, git_url: str) -> str:
     return done.stdout.decode().strip()
 
 
+def resolve_ref(git_url: str, ref: str) -> str:
+    """The full sha ``ref`` names in ``git_url`` (a bare clone, then rev-parse), or
+    BuildError naming the ref or the URL."""
+    with tempfile.TemporaryDirectory(prefix="saltyard-resolve-") as tmp:
+        return resolve(clone(git_url, Path(tmp)), ref, git_url)
+
+
 def _ensure_base(
     engine: docker.DockerClient, base_image: str, auth: dict | None, progress: Callable
 ) -> None:

@@ -24,6 +24,7 @@ recorded as skipped and the rollout deploys it.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +138,78 @@ class Release:
         return Outcome(
             record.ROLLED_OUT, self.record, f"release of {app} {version} is in production"
         )
+
+    def predict(self, ref: str, version: str) -> dict:
+        """What ``run(ref, version)`` would do, changing nothing (the orchestration's test
+        mode): where it would start, or why it would be refused, each step to do, and for each
+        deployment the Marathon diff (``marathon_app.present`` in test mode) when its image is
+        in the registry already."""
+        version = check_version(version)
+        app, env = self.plan.name, self.site.production
+        existing, _ = store.load_record(self.consul, app)
+        current, todo = record.begin(
+            existing, self.plan, self.site.environments, ref, version, self.clock()
+        )
+        if not todo:
+            return {"message": f"release of {app} {version} is {current.outcome}", "steps": []}
+        if current is not existing:
+            self._refuse_a_released_version(version)
+        built = current.step("build")
+        sha = built.detail.get("sha") if built.state == record.DONE else None
+        sha = sha or self.minions.call(
+            self.site.build_node, "release_build.resolve", self.plan.git, ref
+        )
+        domain, instances = self.site.domain, self.plan.instances
+        lines = []
+        for step in current.steps:
+            name = step.name
+            if step.state == record.DONE:
+                lines.append(f"{name}: done")
+                continue
+            if name == "build":
+                what = (
+                    f"build {self.plan.git} at {ref} ({sha}) on {self.site.build_node}, push "
+                    f"{self._image(sha)} (reused if the registry has it)"
+                )
+            elif name.startswith("deploy-"):
+                target = name.removeprefix("deploy-")
+                what = (
+                    f"/{target}/{app} on {sha[:12]} ({instances[target]} instances), then "
+                    f"{app}.{target}.{domain} must answer {version}"
+                    + self._predicted(target, sha, version)
+                )
+            elif name == "promote":
+                what = f"tag {self.plan.image}:{sha[:12]} as {self.plan.image}:{version}"
+            elif name.startswith("canary-"):
+                canary = self.plan.steps[int(name.removeprefix("canary-")) - 1]
+                what = (
+                    f"{canary.share:g} % of {app}.{env}.{domain} to /{env}/{app}-canary for "
+                    f"{canary.window} s, then the gate {self.plan.gate}"
+                )
+            else:
+                what = (
+                    f"/{env}/{app} on {version} ({instances[env]} instances, rolling), the "
+                    f"canary's share to 0 and /{env}/{app}-canary removed"
+                    + self._predicted(env, version, version)
+                )
+            lines.append(f"{name}: to do: {what}")
+        verb = "resumes" if current is existing else "starts"
+        return {"message": f"release of {app} {version} (ref {ref}) {verb}", "steps": lines}
+
+    def _predicted(self, env: str, tag: str, version: str) -> str:
+        """The Marathon diff of deploying ``<image>:<tag>`` to ``env``, when the registry has
+        that image (Marathon refuses an app whose image is missing, so no diff before)."""
+        if not self.minions.call(self.site.build_node, "registry.exists", self.plan.image, tag):
+            return f"; Marathon diff once {self._image(tag)} is in the registry"
+        definition = apps.definition(self.plan, env, self._image(tag), version)
+        predicted = self.minions.state(
+            self.site.marathon_node,
+            "marathon_app.present",
+            definition["id"],
+            app=definition,
+            test=True,
+        )
+        return f"; Marathon: {predicted.get('comment')} {json.dumps(predicted.get('changes'))}"
 
     def _do(self, name: str) -> None:
         assert self.record is not None

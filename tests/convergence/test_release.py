@@ -7,7 +7,8 @@ and none after the rollback.
 
 The tests run in order on one app: the first release (no stable app yet: straight to the
 rollout), a good release, the same release again (nothing to do), a bad release with a second
-release refused while it runs, and the refusals of bad input. Canary windows are shortened by
+release refused while it runs, test mode, a release killed after its promotion and resumed, and
+the refusals of bad input. Canary windows are shortened by
 the run's pillar (as an operator may) to keep the suite short.
 """
 
@@ -202,6 +203,72 @@ def test_a_bad_release_is_rolled_back_and_a_second_run_refused(
     share = PLAN["canary"]["steps"][0]["share"] / 100
     assert result.failed <= share * RATE * (window + 2), (result.summary(), window)
     assert all(f["time"] <= canary["ended"] + 1 for f in result.failures), result.failures[-3:]
+
+
+def test_test_mode_says_what_a_run_would_do_and_changes_nothing(cluster, released, marathon):
+    before = (status(cluster), marathon(f"/prod/{APP}")["version"])
+    code, step = orchestrate(cluster, release_pillar("1.4.0"), "test=True")
+    assert code == 0, step
+    plan = step.get("comment", "")
+    assert f"release of {APP} 1.4.0 (ref main) starts" in plan, step
+    for name in ("build", "deploy-fat", "deploy-uat", "promote", "canary-1", "rollout"):
+        assert f"- {name}: to do" in plan, plan
+    assert "- canary-2: to do: 50 % of hello.prod.saltyard.test" in plan, plan
+    assert (status(cluster), marathon(f"/prod/{APP}")["version"]) == before
+
+
+def test_a_release_killed_after_promotion_resumes_with_a_rerun(cluster, released, marathon):
+    sha = commit(cluster, "1.3.0")
+    pillar = release_pillar("1.3.0", ref=sha)
+    master = cluster.inventory.master.name
+    events = Events(cluster, "killed")
+    cluster.exec(
+        master,
+        [
+            "sh",
+            "-c",
+            f"nohup salt-run state.orchestrate orch.release pillar='{json.dumps(pillar)}' "
+            "> /tmp/release-killed.txt 2>&1 &",
+        ],
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while f"saltyard/release/{APP}/promote/done" not in events.tags():
+            assert time.monotonic() < deadline, "the release never finished its promote step"
+            time.sleep(1)
+        # The orchestration dies (the runner runs inside salt-run's process).
+        cluster.exec(master, ["pkill", "-KILL", "-f", "state.orchestrate orch.release"])
+        killed = status(cluster)
+        assert killed["outcome"] == "running", killed
+        done = [s["name"] for s in killed["steps"] if s["state"] == "done"]
+        assert done == ["build", "deploy-fat", "deploy-uat", "promote"], killed
+        # Test mode: the run would resume, and the rollout's Marathon diff is known (the
+        # version's image is in the registry now).
+        code, planned = orchestrate(cluster, pillar, "test=True")
+        text = planned.get("comment", "")
+        assert code == 0 and f"(ref {sha}) resumes" in text, planned
+        assert "- promote: done" in text and "- canary-1: to do" in text, text
+        assert f"app /prod/{APP} would be updated" in text, text
+        # A re-run: refused while the dead run's lock lives (its session's TTL), then it
+        # continues at canary-1 and rolls out.
+        deadline = time.monotonic() + 90
+        while True:
+            code, step = orchestrate(cluster, pillar)
+            if "another release run holds" not in json.dumps(step):
+                break
+            assert time.monotonic() < deadline, step
+            time.sleep(5)
+    finally:
+        events.stop()
+    assert code == 0, step
+    resumed = runner_return(step)["record"]
+    assert resumed["outcome"] == "rolled-out", resumed
+    steps = {s["name"]: s for s in resumed["steps"]}
+    before = {s["name"]: s for s in killed["steps"]}
+    for name in done:  # not done again
+        assert steps[name]["started"] == before[name]["started"], (name, steps[name])
+    assert events.tags().count(f"saltyard/release/{APP}/build/started") == 1, events.tags()
+    assert marathon(f"/prod/{APP}")["container"]["docker"]["image"].endswith(":1.3.0")
 
 
 @pytest.mark.parametrize(

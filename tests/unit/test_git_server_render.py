@@ -2,7 +2,7 @@
 inventory with the local site's pillar: the example app's repository, seeded once from
 examples/apps/hello, served read-only by `git daemon` on the master's own address; bad values
 refused before any state exists, each named. The served repository itself (a clone from build1)
-is checked in the cluster (tests/convergence/test_release_build.py)."""
+is checked in the cluster (tests/convergence/test_build_node.py)."""
 
 from __future__ import annotations
 
