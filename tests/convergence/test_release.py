@@ -8,7 +8,8 @@ and none after the rollback.
 The tests run in order on one app: the first release (no stable app yet: straight to the
 rollout), a good release, the same release again (nothing to do), a bad release with a second
 release refused while it runs, test mode, a release killed after its promotion and resumed, and
-the refusals of bad input. Canary windows are shortened by
+the refusals of bad input (an unknown app, a bad version, decreasing shares, a missing ref, a
+version released before). Canary windows are shortened by
 the run's pillar (as an operator may) to keep the suite short.
 """
 
@@ -278,6 +279,8 @@ def test_a_release_killed_after_promotion_resumes_with_a_rerun(cluster, released
         (release_pillar("-v1"), "'-v1' is not a valid tag"),
         (release_pillar("2.0.0", release=DECREASING), "the shares must increase"),
         (release_pillar("2.0.0", ref="no-such-branch"), "'no-such-branch' does not exist"),
+        # A version released before names a build for ever: another ref under it is refused.
+        (release_pillar("1.1.0"), "version 1.1.0 of hello was released before"),
     ],
 )
 def test_bad_input_is_refused_by_name(cluster, released, marathon, pillar, named):
