@@ -242,6 +242,8 @@ class Bridge:
                     log.warning("Marathon closed the event stream; reconnecting")
             except MarathonError as exc:
                 self.metrics.inc("errors", "marathon")
+                # Health says so at once: the resync loop may not ask Marathon for a while.
+                self.marathon_ok = False
                 log.warning("event stream: %s", exc)
             except Exception:
                 self.metrics.inc("errors", "internal")

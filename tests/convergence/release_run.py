@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 APP = "hello"
 
@@ -24,19 +25,22 @@ def release_pillar(version: str, ref: str = "main", *, plan: dict | None = None,
 
 def orchestrate(cluster, pillar: dict, *extra: str) -> tuple[int, dict]:
     """`salt-run state.orchestrate orch.release` on the master: its exit code and the one
-    step's result (or the render error's text under "error")."""
+    step's result (or the render error's text under "error"). The JSON goes to a file: Salt's
+    warnings and asyncio's noise at exit go to the terminal and may carry braces."""
+    master = cluster.inventory.master.name
+    path = f"/tmp/orch-release-{uuid.uuid4().hex}.json"
     code, out = cluster.exec(
-        cluster.inventory.master.name,
-        ["salt-run", "--out=json", "state.orchestrate", "orch.release"]
+        master,
+        ["salt-run", "--out=json", f"--out-file={path}", "state.orchestrate", "orch.release"]
         + [f"pillar={json.dumps(pillar)}", *extra],
         check=False,
     )
-    start = out.find("{")
+    _, text = cluster.exec(master, ["sh", "-c", f"cat {path}; rm -f {path}"], check=False)
     try:
-        result, _ = json.JSONDecoder().raw_decode(out[start:])
-    except (ValueError, json.JSONDecodeError):
-        return code, {"error": out}
-    data = result.get("data", result)
+        result = json.loads(text)
+    except ValueError:
+        return code, {"error": out + text}
+    data = result.get("data", result) if isinstance(result, dict) else result
     (steps,) = data.values() if isinstance(data, dict) and len(data) == 1 else (data,)
     if not isinstance(steps, dict) or not all(isinstance(v, dict) for v in steps.values()):
         return code, {"error": json.dumps(steps)}

@@ -218,7 +218,9 @@ def test_test_mode_says_what_a_run_would_do_and_changes_nothing(cluster, release
     assert (status(cluster), marathon(f"/prod/{APP}")["version"]) == before
 
 
-def test_a_release_killed_after_promotion_resumes_with_a_rerun(cluster, released, marathon):
+def test_a_release_killed_after_promotion_resumes_with_a_rerun(
+    cluster, released, marathon, lb, tmp_path
+):
     sha = commit(cluster, "1.3.0")
     pillar = release_pillar("1.3.0", ref=sha)
     master = cluster.inventory.master.name
@@ -251,16 +253,24 @@ def test_a_release_killed_after_promotion_resumes_with_a_rerun(cluster, released
         assert "- promote: done" in text and "- canary-1: to do" in text, text
         assert f"app /prod/{APP} would be updated" in text, text
         # A re-run: refused while the dead run's lock lives (its session's TTL), then it
-        # continues at canary-1 and rolls out.
-        deadline = time.monotonic() + 90
-        while True:
-            code, step = orchestrate(cluster, pillar)
-            if "another release run holds" not in json.dumps(step):
-                break
-            assert time.monotonic() < deadline, step
-            time.sleep(5)
+        # continues at canary-1 (under load: the gate needs requests) and rolls out.
+        load = vegeta.Attack(
+            f"{lb}/", host=f"{APP}.prod.saltyard.test", rate=RATE, duration=290, workdir=tmp_path
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                code, step = orchestrate(cluster, pillar)
+                if "another release run holds" not in json.dumps(step):
+                    break
+                assert time.monotonic() < deadline, step
+                time.sleep(5)
+        finally:
+            load.stop()
+            result = load.result()
     finally:
         events.stop()
+    assert result.failed == 0, f"{result.summary()}; first failures: {result.failures[:5]}"
     assert code == 0, step
     resumed = runner_return(step)["record"]
     assert resumed["outcome"] == "rolled-out", resumed
