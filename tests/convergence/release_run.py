@@ -64,9 +64,10 @@ def status(cluster) -> dict:
 
 
 def commit(cluster, version: str, **faults) -> str:
-    """A new commit of the example app on the master's git server: release.json's version (and
-    faults); returns its sha."""
-    change = json.dumps({"version": version, **faults})
+    """A new commit of the example app on the master's git server: release.json's version and
+    faults (none unless given); returns its sha."""
+    # Faults not given are off: a commit after a bad one must not inherit its faults.
+    change = json.dumps({"version": version, "error_share": 0, "delay_ms": 0, **faults})
     script = (
         "set -e; d=$(mktemp -d); trap 'rm -rf $d' EXIT; "
         "git clone -q /srv/git/hello.git $d; cd $d; "
