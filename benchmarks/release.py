@@ -93,7 +93,12 @@ def main() -> int:
     cluster.push_node_image(RELEASE_BASE)
     if release_run.status(cluster).get("outcome") in (None, "no release yet"):
         print("no release of hello yet: a first release (straight to production)")
-        release_run.orchestrate(cluster, release_run.release_pillar(f"b{int(time.time())}"))
+        first = f"b{int(time.time())}"
+        sha = release_run.commit(cluster, first)
+        code, step = release_run.orchestrate(cluster, release_run.release_pillar(first, sha))
+        if code != 0 or release_run.status(cluster).get("outcome") != "rolled-out":
+            print(f"the first release failed: {json.dumps(step)[:2000]}")
+            return 1
 
     stamp = int(time.time())
     good = release(cluster, lb, f"b{stamp}.good", args.rate, args.window)

@@ -110,7 +110,8 @@ class Record:
         step.detail.update(detail, reason=reason)
 
     def stop(self, name: str, now: float, reason: str, **detail: Any) -> None:
-        """The build failed: the release is over before anything was deployed."""
+        """The build, or a smoke test before production, failed: the release is over and
+        production is untouched."""
         self.fail(name, now, reason, **detail)
         self.outcome, self.ended = STOPPED, now
 

@@ -239,8 +239,12 @@ class Release:
             else:  # pragma: no cover - record.step_names makes only these
                 raise StepFailed(f"unknown step {name!r}")
         except (StepFailed, smoke.SmokeFailed, store.StoreError) as exc:
-            if name == "build":
-                # Nothing deployed: the release is over (record.STOPPED), and blocks no other.
+            if name == "build" or (
+                name.startswith("deploy-") and isinstance(exc, smoke.SmokeFailed)
+            ):
+                # Production untouched: the release is over (record.STOPPED) and blocks no
+                # other. A build that fails, or a version that does not answer as itself in
+                # FAT or UAT, would fail the same way on every re-run.
                 self.record.stop(name, self.clock(), str(exc))
                 outcome = record.STOPPED
             else:
