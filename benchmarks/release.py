@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import requests
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the tests' support code: tests.convergence
 
@@ -77,7 +79,24 @@ def overhead(record: dict, wall: float) -> tuple[float, dict]:
         w["end"] - w["start"] for s in steps.values() for w in s["detail"].get("windows", [])
     )
     parts = {"build": build, "deployments": deployments, "windows": windows}
-    return wall - sum(parts.values()), parts
+    # Each step's own seconds (its span less its deployments and windows): where the overhead is.
+    parts["per_step"] = {
+        name: round(
+            (s["ended"] or s["started"] or 0)
+            - (s["started"] or 0)
+            - s["detail"].get("deploy_seconds", 0)
+            - sum(w["end"] - w["start"] for w in s["detail"].get("windows", [])),
+            1,
+        )
+        for name, s in steps.items()
+    }
+    return wall - build - deployments - windows, parts
+
+
+def in_production(lb: str) -> bool:
+    """Whether lb1 serves the app in production (a stable app to compare canaries with)."""
+    host = f"{APP}.prod.saltyard.test"
+    return requests.get(f"{lb}/version", headers={"Host": host}, timeout=5).status_code == 200
 
 
 def main() -> int:
@@ -91,8 +110,8 @@ def main() -> int:
     lb = f"http://{lb_node.address}"
     print(f"# benchmarks/release.py, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     cluster.push_node_image(RELEASE_BASE)
-    if release_run.status(cluster).get("outcome") in (None, "no release yet"):
-        print("no release of hello yet: a first release (straight to production)")
+    if not in_production(lb):
+        print("hello is not in production: a first release (straight to production)")
         first = f"b{int(time.time())}"
         sha = release_run.commit(cluster, first)
         code, step = release_run.orchestrate(cluster, release_run.release_pillar(first, sha))
@@ -113,6 +132,7 @@ def main() -> int:
         f"{parts['windows']:.0f} s; the orchestration's own {own:.0f} s = "
         f"{100 * own / good['wall']:.1f} % (goal <= 10 %)"
     )
+    print(f"    each step's own seconds: {json.dumps(parts['per_step'])}")
     print(
         f"    failed requests: {load.failed} of {load.requests} (goal 0 of >= 10 000)"
         + ("" if load.requests >= 10_000 else f"; only {load.requests} sent: raise --rate")
@@ -121,6 +141,9 @@ def main() -> int:
     bad = release(cluster, lb, f"b{stamp}.bad", args.rate, args.window, error_share=0.5)
     load = bad["load"]
     canary = next(s for s in bad["record"]["steps"] if s["name"] == "canary-1")
+    if not canary["detail"].get("windows"):
+        print(f"(b) bad release: canary-1 judged no window: {json.dumps(canary)[:2000]}")
+        return 1
     window = canary["detail"]["windows"][-1]
     in_window = sum(
         1 for f in load.failures if window["start"] - 3 <= f["time"] <= window["end"] + 5
