@@ -11,9 +11,11 @@ say() { printf '[host-setup] %s\n' "$*" >&2; }
 # xfsprogs: the storage preflight's tests; git: pip builds from this checkout; docker-registry,
 # skopeo, apache2-utils (htpasswd): the registry client's tests and benchmark; nginx: the lb
 # role's tests (they run their own nginx on a loopback port, never the distro's service);
-# qemu-system-x86, e2fsprogs (mkfs.ext4 -d, debugfs), openssh-client: the QEMU VM nodes (lvs1).
+# qemu-system-x86, e2fsprogs (mkfs.ext4 -d, debugfs), openssh-client: the QEMU VM nodes (lvs1);
+# maven, openjdk-17-jdk-headless: build the Flume distribution (scripts/build-flume.sh) and run
+# Flume in the logging tests.
 PACKAGES=(docker.io vagrant debootstrap xfsprogs git docker-registry skopeo apache2-utils nginx
-  qemu-system-x86 e2fsprogs openssh-client)
+  qemu-system-x86 e2fsprogs openssh-client maven openjdk-17-jdk-headless)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -103,6 +105,8 @@ fi
 # consul-template for the lb role: built once from its Go module (pinned), served to the local
 # cluster from artifacts/ (gitignored).
 scripts/build-consul-template.sh
+# Flume for the logging role: its jars and saltyard's plugin (flume/), served from artifacts/.
+scripts/build-flume.sh
 # vegeta, the load generator of the lb tests and benchmarks: built once from its Go module.
 scripts/build-vegeta.sh
 

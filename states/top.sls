@@ -38,6 +38,9 @@ base:
   'I@saltyard:roles:lb':
     - match: compound
     - lb
+  'I@saltyard:roles:logging':
+    - match: compound
+    - logging
   'I@saltyard:roles:build':
     - match: compound
     - build

@@ -64,3 +64,24 @@ lb:
     # also works, but then only TLS vouches for it.
     source: https://releases.hashicorp.com/consul-template/0.41.1/consul-template_0.41.1_linux_amd64.zip
     source_hash: https://releases.hashicorp.com/consul-template/0.41.1/consul-template_0.41.1_SHA256SUMS
+
+# Container lines through every node's rsyslog (RELP) to the log node's Flume, which sends them to
+# Kafka, keyed by app (docs/logging.md). The Flume distribution comes from the site's artifact
+# store (scripts/build-flume.sh makes it), checked against its sha256.
+logging:
+  node: log1.example.internal
+  flume:
+    source: https://artifacts.example.internal/saltyard/saltyard-flume-1.11.0.tar.gz
+    source_hash: sha256=0000000000000000000000000000000000000000000000000000000000000000
+    heap_mb: 1024
+    sink:
+      type: kafka
+      bootstrap_servers: kafka1.example.internal:9092,kafka2.example.internal:9092
+      topic: applogs
+      options:
+        kafka.producer.linger.ms: 5
+        kafka.producer.compression.type: lz4
+    # Applications that send their own lines (docs/logging.md: what each source can lose).
+    syslog_sources:
+      - {name: app_udp, protocol: udp, port: 5140, env: prod}
+      - {name: app_tcp, protocol: tcp, port: 5140, env: prod}

@@ -73,3 +73,13 @@ git_server:
   repositories:
     hello:
       seed: examples/apps/hello
+
+# The logging role (log1; docs/logging.md). The Flume distribution (Apache Flume 1.11.0's jars and
+# saltyard's plugin) is built on the operator's machine by scripts/build-flume.sh (every `make`
+# target runs it) into artifacts/ (gitignored), which the master serves from the checkout.
+logging:
+  flume:
+    source: salt://artifacts/flume/1.11.0/saltyard-flume-1.11.0.tar.gz
+    # The containers' disk is the host's: a smaller reserve than production's 500 MB.
+    channel:
+      minimum_required_space_mb: 100

@@ -6,6 +6,7 @@
 {%- endif %}
 include:
   - base
+  - logging.forward
 
 # Refuse a storage driver other than overlay2, or a data root on XFS with ftype=0 or on a
 # filesystem without d_type, before any change (order 1 with failhard stops the whole run).
@@ -38,6 +39,9 @@ docker-daemon-config:
         {%- endif %}
     - require:
       - docker_storage: docker-storage-preflight
+      # The log-opts name the container-log socket: only once rsyslog runs with it (else the
+      # engine would restart into a configuration whose socket is missing).
+      - service: rsyslog
 
 {%- if tls.enabled %}
 {#- Clients are verified against the docker-clients CA only: a node certificate from the cluster
@@ -106,8 +110,10 @@ docker-engine:
     - require:
       - file: docker-daemon-config
       - file: docker-listeners
-      # The syslog log driver needs a running syslog before the first container starts.
+      # The syslog log driver needs its socket and a running syslog before the first container
+      # starts.
       - service: rsyslog
+      - service: logging-container-socket
 
 docker:
   service.running:
