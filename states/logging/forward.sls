@@ -70,5 +70,6 @@ logging-forward-config:
     - require:
       - pkg: logging-rsyslog-relp
       - file: logging-rsyslog-check-script
+      - file: logging-rsyslog-global
     - watch_in:
       - service: rsyslog

@@ -66,6 +66,7 @@ logging-rsyslog-config:
     - require:
       - pkg: logging-rsyslog-relp
       - file: logging-rsyslog-check-script
+      - file: logging-rsyslog-global
       - file: logging-dir-{{ logging.spool_dir }}
     - watch_in:
       - service: rsyslog

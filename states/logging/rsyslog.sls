@@ -15,3 +15,17 @@ logging-rsyslog-check-script:
     - name: /usr/local/sbin/saltyard-rsyslog-check
     - source: salt://logging/files/saltyard-rsyslog-check.sh
     - mode: '0755'
+
+# One message holds a whole piece of a long line (the engine splits lines at 16 KiB) on every
+# hop; set once here, since rsyslog takes each global setting once.
+logging-rsyslog-global:
+  file.managed:
+    - name: /etc/rsyslog.d/10-saltyard-global.conf
+    - mode: '0644'
+    - contents: |
+        # Managed by Salt (saltyard logging.rsyslog).
+        global(maxMessageSize="64k")
+    - require:
+      - pkg: base-packages
+    - watch_in:
+      - service: rsyslog
