@@ -123,6 +123,10 @@ def render(agent: str, params: dict) -> str:
         # Java's properties reader drops a lone backslash: "\\." reaches Flume as "\.".
         f"{a}.sources.spool.filegroups.apps = {spool}/apps-.*\\\\.log",
         f"{a}.sources.spool.batchSize = {channel['transaction_capacity']}",
+        # With nothing new, a pollable source sleeps 1 s, 2 s, ... up to 5 s by default before it
+        # looks again: every line would wait that long. Look again within 50-250 ms.
+        f"{a}.sources.spool.backoffSleepIncrement = 50",
+        f"{a}.sources.spool.maxBackoffSleep = 250",
         f"{a}.sources.spool.interceptors = fields",
         f"{a}.sources.spool.interceptors.fields.type = regex_extractor",
         f"{a}.sources.spool.interceptors.fields.regex = {SPOOL_REGEX}",

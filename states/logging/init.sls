@@ -5,14 +5,24 @@
 {%- from 'logging/map.jinja' import logging, flume_group with context %}
 {%- set flume = logging.flume %}
 {%- set agent = salt['pillar.get']('saltyard:node:name', grains['id']) | replace('-', '_') %}
-{%- set home = flume.install_dir ~ '/' ~ flume.version %}
-{%- set java_cp = home ~ '/lib/*' %}
 {%- if not flume.source %}
 {{ raise("pillar logging:flume:source is empty: the Flume distribution built by scripts/build-flume.sh (salt://artifacts/... in the local cluster, a URL with its source_hash in production)") }}
 {%- endif %}
 {%- if not flume.source.startswith('salt://') and not flume.source_hash %}
 {{ raise("pillar logging:flume:source_hash is empty for " ~ flume.source ~ ": a download is verified against its sha256") }}
 {%- endif %}
+{#- The directory is named by the archive's hash too: a rebuilt distribution (saltyard's plugin
+    changed, the Flume version not) is a new directory, and the agent restarts into it. #}
+{%- if flume.source.startswith('salt://') %}
+{%-   set archive_hash = salt['cp.hash_file'](flume.source).get('hsum', '') %}
+{%- else %}
+{%-   set archive_hash = flume.source_hash.split('=')[-1] %}
+{%- endif %}
+{%- if not archive_hash %}
+{{ raise("pillar logging:flume:source " ~ flume.source ~ " is not on the master (scripts/build-flume.sh makes it)") }}
+{%- endif %}
+{%- set home = flume.install_dir ~ '/' ~ flume.version ~ '-' ~ archive_hash[:12] %}
+{%- set java_cp = home ~ '/lib/*' %}
 include:
   - logging.rsyslog
 

@@ -60,6 +60,9 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Settings: {@code directory} (required, absolute), {@code batchSize} (1000),
  * {@code maxOpenFiles} (64: the least recently used file is closed beyond that),
+ * {@code idleWaitMs} (100: how long to wait when the channel is empty before taking again; a
+ * sink that answers BACKOFF instead is put to sleep by Flume's SinkRunner for 1 s, 2 s, ... up
+ * to 5 s, which is how long a line would then wait in the channel),
  * {@code envHeader} (env), {@code appHeader} (app), {@code timeHeader} (time).
  */
 public class GroupedFileSink extends AbstractSink implements Configurable, BatchSizeSupported {
@@ -82,6 +85,7 @@ public class GroupedFileSink extends AbstractSink implements Configurable, Batch
   private Path directory;
   private int batchSize;
   private int maxOpenFiles;
+  private int idleWaitMs;
   private String envHeader;
   private String appHeader;
   private String timeHeader;
@@ -105,6 +109,7 @@ public class GroupedFileSink extends AbstractSink implements Configurable, Batch
     directory = path.normalize();
     batchSize = positive(context, "batchSize", 1000);
     maxOpenFiles = positive(context, "maxOpenFiles", 64);
+    idleWaitMs = positive(context, "idleWaitMs", 100);
     envHeader = context.getString("envHeader", "env");
     appHeader = context.getString("appHeader", "app");
     timeHeader = context.getString("timeHeader", "time");
@@ -185,7 +190,16 @@ public class GroupedFileSink extends AbstractSink implements Configurable, Batch
       }
       tx.commit();
       counter.addToEventDrainSuccessCount(count);
-      return count == 0 ? Status.BACKOFF : Status.READY;
+      if (count == 0) {
+        // Wait here, briefly, rather than answer BACKOFF (see idleWaitMs).
+        try {
+          Thread.sleep(idleWaitMs);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+          return Status.BACKOFF;
+        }
+      }
+      return Status.READY;
     } catch (IOException e) {
       rollback(tx, touched);
       counter.incrementEventWriteFail();

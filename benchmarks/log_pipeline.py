@@ -1,7 +1,7 @@
 """Benchmark: the logging pipeline in the local cluster (issue 15), from task containers on the
 three agents to the files Flume writes on log1.
 
-    .venv/bin/python benchmarks/logging.py [--lines 100000] [--rate 10000] [--steady 1000]
+    .venv/bin/python benchmarks/log_pipeline.py [--lines 100000] [--rate 10000] [--steady 1000]
 
 Needs a converged local cluster (`make up`). One emitting task per env (tests/convergence/
 logging_run.py) writes numbered lines to stdout on a fixed schedule: line i of a burst is due at
@@ -134,7 +134,7 @@ def main() -> int:
 
     cluster = Cluster()
     marathon = next(n.name for n in cluster.nodes if n.has_role("marathon"))
-    print(f"# benchmarks/logging.py, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+    print(f"# benchmarks/log_pipeline.py, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     tasks = logging_run.deploy(cluster, marathon, push_test_image(cluster))
     per_env = args.lines // len(ENVS)
     try:
