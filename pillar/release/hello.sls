@@ -22,8 +22,8 @@ release:
           - {share: 10, window: 30}
           - {share: 25, window: 30}
           - {share: 50, window: 30}
-        # Per window: the canary fails above 1 % 5xx or a p99 above 500 ms or 25 % above the
-        # stable group's; fewer than 50 requests in either group is inconclusive.
-        gate: {max_5xx_share: 0.01, p99_ms: 500, min_requests: 50, margin: 0.25}
+        # Per window: the canary fails above 1 % 5xx or a p99 above 500 ms or 25 % and 20 ms
+        # above the stable group's; fewer than 50 requests in either group is inconclusive.
+        gate: {max_5xx_share: 0.01, p99_ms: 500, min_requests: 50, margin: 0.25, margin_ms: 20}
         inconclusive: fail
         repeat_limit: 1

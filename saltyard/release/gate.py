@@ -13,7 +13,10 @@ The rules, in order (docs/release.md explains them):
 2. The stable group breached an absolute limit in the same window (the app as a whole, or what
    it depends on, is in trouble): judging the canary against it says nothing -> inconclusive.
 3. The canary's 5xx share is above ``max_5xx_share``, or its p99 is above ``p99_ms``, or its p99
-   is above the stable group's p99 by more than ``margin`` (relative) -> fail.
+   is above the stable group's p99 by more than ``margin`` (relative) and by more than
+   ``margin_ms`` (absolute) -> fail. The absolute slack keeps noise from failing a good canary
+   when both groups answer in a few milliseconds: 1 ms against 2 ms is twice as slow and
+   means nothing (a good release was rolled back that way in benchmarks/release.py).
 4. Otherwise -> pass.
 
 Latencies go into buckets about 5 % wide (``bucket_of``); a p99 is the upper bound of the bucket
@@ -111,6 +114,7 @@ class Gate:
     p99_ms: float
     min_requests: int
     margin: float
+    margin_ms: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -168,11 +172,12 @@ def decide(canary: Figures, stable: Figures, gate: Gate) -> Verdict:
     if canary_p99 is not None and canary_p99 > gate.p99_ms:
         failed.append(f"canary p99 {canary_p99:.0f} ms is above p99_ms {gate.p99_ms:g}")
     if canary_p99 is not None and stable_p99 is not None:
-        limit = stable_p99 * (1 + gate.margin)
+        limit = max(stable_p99 * (1 + gate.margin), stable_p99 + gate.margin_ms)
         if canary_p99 > limit:
             failed.append(
                 f"canary p99 {canary_p99:.0f} ms is above the stable group's p99 "
-                f"{stable_p99:.0f} ms by more than margin {gate.margin:g} (limit {limit:.0f} ms)"
+                f"{stable_p99:.0f} ms by more than margin {gate.margin:g} and margin_ms "
+                f"{gate.margin_ms:g} (limit {limit:.0f} ms)"
             )
     if failed:
         return Verdict(FAIL, tuple(failed), figures)

@@ -183,7 +183,7 @@ def load_app(name: str, data: Any, environments: list[str]) -> AppRelease:
         f"{where}:canary:gate",
         canary["gate"],
         ("max_5xx_share", "p99_ms", "min_requests", "margin"),
-        (),
+        ("margin_ms",),
     )
     gate = Gate(
         max_5xx_share=float(
@@ -200,6 +200,9 @@ def load_app(name: str, data: Any, environments: list[str]) -> AppRelease:
             )
         ),
         margin=float(_number(f"{where}:canary:gate:margin", raw_gate["margin"], 0, 10)),
+        margin_ms=float(
+            _number(f"{where}:canary:gate:margin_ms", raw_gate.get("margin_ms", 20), 0, 600_000)
+        ),
     )
 
     inconclusive = canary.get("inconclusive", "fail")

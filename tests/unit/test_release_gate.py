@@ -71,7 +71,7 @@ def test_a_canary_slower_than_stable_by_more_than_the_margin_fails():
     # 300 ms is within p99_ms, but twice the stable group's 150 ms.
     verdict = decide(group(200, ms=300), group(2000, ms=150), GATE)
     assert verdict.outcome == FAIL
-    assert "by more than margin 0.25" in verdict.describe()
+    assert "by more than margin 0.25 and margin_ms 20" in verdict.describe()
     # Within the margin (150 -> 180 ms): pass.
     assert decide(group(200, ms=180), group(2000, ms=150), GATE).outcome == PASS
 
@@ -87,3 +87,14 @@ def test_a_stable_group_in_trouble_makes_the_window_inconclusive():
     verdict = decide(group(200, errors=10), group(2000, errors=100), GATE)
     assert verdict.outcome == INCONCLUSIVE
     assert "stable group's 5xx share 0.0500 is above max_5xx_share 0.01 too" in verdict.describe()
+
+
+def test_a_few_milliseconds_slower_is_not_a_regression():
+    # Twice as slow, but 1 ms against 2 ms: within margin_ms (20 ms by default), so it passes.
+    assert decide(group(600, ms=2), group(6000, ms=1), GATE).outcome == PASS
+    # 10 ms against 40 ms is 30 ms more and four times as slow: it fails.
+    verdict = decide(group(600, ms=40), group(6000, ms=10), GATE)
+    assert verdict.outcome == FAIL
+    assert "limit 30 ms" in verdict.describe()
+    strict = Gate(max_5xx_share=0.01, p99_ms=500, min_requests=100, margin=0.25, margin_ms=0)
+    assert decide(group(600, ms=2), group(6000, ms=1), strict).outcome == FAIL
