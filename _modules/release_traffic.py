@@ -8,8 +8,10 @@ orchestration calls it on every lb node and merges the answers (docs/release.md)
 
     salt -C 'I@saltyard:roles:lb' release_traffic.window hello prod 1764770000 1764770060
 
-``log_format`` is the nginx format of that log, for the lb role's template: the format and its
-reader live in one place.
+``share`` says which canary share the node's nginx serves (the lb template's marker line and the
+apply script's reload stamp), for the workflow's wait after it sets a share. ``log_format`` is
+the nginx format of that log, for the lb role's template: the format and its reader live in one
+place.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ except ImportError:  # the minion's Python lacks the saltyard package
 __virtualname__ = "release_traffic"
 
 DEFAULT_LOG = "/var/log/nginx/saltyard-release.log"
+DEFAULT_LIVE = "/etc/nginx/saltyard-lb/apps.conf"
 
 
 def __virtual__():
@@ -73,3 +76,19 @@ def window(app: str, env: str, start: float, end: float, path: str | None = None
     result = {group: f.to_dict() for group, f in figures.items()}
     result["log"] = str(log)
     return result
+
+
+def share(app: str, env: str, path: str | None = None) -> dict:
+    """The canary share this lb node's nginx serves for ``app`` in ``env``:
+    ``{"share": percent, or None when the app has no virtual host in env, "applied": whether
+    nginx has reloaded the live file, "live": its path}``. The release workflow waits for every
+    lb node to serve a new share before a gate window starts.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt lb1 release_traffic.share hello prod
+    """
+    live = Path(path or __salt__["config.get"]("lb:paths:live", DEFAULT_LIVE))
+    return traffic.served_share(live, str(app), str(env))

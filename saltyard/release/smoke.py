@@ -3,7 +3,9 @@
 ``GET /version`` on the lb with ``Host: <app>.<env>.<domain>``, until ``in_a_row`` answers in a
 row are the expected version (one good answer can come from the last old task still listed), or
 the deadline passes: then SmokeFailed says what the lb answered last and how often each answer
-came.
+came. The answers come 0.1 s apart: the streak is what guards against an old task still
+listed or a new one not yet listed on the lb, and a 0.5 s pause made every smoke test cost at
+least 2 s of the release's own time (docs/benchmarks.md, "Releases under load").
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ def smoke(
     version: str,
     *,
     timeout: float = 60.0,
-    interval: float = 0.5,
+    interval: float = 0.1,
     in_a_row: int = 5,
     path: str = "/version",
 ) -> int:

@@ -109,6 +109,39 @@ def window(path: Path, app: str, env: str, start: float, end: float) -> dict[str
     return figures
 
 
+# The comment line the lb role's template writes before each virtual host (states/lb/files/
+# nginx-apps.conf.ctmpl): "# saltyard-canary-share <app>.<env> <percent>".
+SHARE_MARKER = "# saltyard-canary-share "
+
+
+def served_share(live: Path, app: str, env: str) -> dict:
+    """The canary share an lb node's nginx serves for ``app`` in ``env``, from the live file
+    consul-template's apply script swapped in: ``{"share": percent or None, "applied": bool}``.
+    ``share`` is None when the file has no virtual host for the app in that env (no instance
+    listed). ``applied`` is False while the live file is newer than the apply script's
+    ``<live>.reloaded`` stamp: the file is in place but nginx has not reloaded it yet."""
+    try:
+        text = live.read_text()
+        live_mtime = live.stat().st_mtime_ns
+    except FileNotFoundError:
+        return {"share": None, "applied": False, "live": str(live)}
+    share = None
+    wanted = f"{SHARE_MARKER}{app}.{env} "
+    for line in text.splitlines():
+        if line.startswith(wanted):
+            try:
+                share = float(line[len(wanted) :].strip())
+            except ValueError:
+                share = None
+            break
+    stamp = live.with_name(live.name + ".reloaded")
+    try:
+        applied = stamp.stat().st_mtime_ns >= live_mtime
+    except FileNotFoundError:
+        applied = False
+    return {"share": share, "applied": applied, "live": str(live)}
+
+
 class IncompleteWindow(Exception):
     """An lb node's figures are missing: judging the rest would judge part of the traffic."""
 

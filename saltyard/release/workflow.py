@@ -12,8 +12,9 @@ the cluster's nodes) and ``fire`` (Salt events), which the runner ``_runners/sal
 provides; nothing here imports Salt.
 
 A canary step: the canary app (``/<prod>/<app>-canary``, the new version) is running; the share
-goes to Consul, which every lb node's consul-template turns into nginx's split; after a settling
-moment the run waits the step's window, then asks every lb node for the window's figures per
+goes to Consul, which every lb node's consul-template turns into nginx's split; once every lb
+node serves it (``release_traffic.share``) the run waits the step's window, then asks every lb
+node for the window's figures per
 group (``release_traffic.window``), adds them up (``traffic.merge``) and lets the gate decide
 (gate.py). Pass: the next step. Fail, or inconclusive with nothing left to repeat: the share goes
 to 0 at once, the canary is removed (its tasks drain: Marathon's kill grace period), the stable
@@ -34,9 +35,12 @@ from saltyard.clients.consul import ConsulClient
 from saltyard.release import apps, gate, lock, record, smoke, store, traffic
 from saltyard.release.plan import AppRelease, check_version
 
-# After the share is written: consul-template renders and nginx reloads (about half a second,
-# docs/benchmarks.md); requests that ended before that are not part of the window.
-SHARE_SETTLE_SECONDS = 2.0
+# After the share is written, the run asks every lb node until its nginx serves it
+# (release_traffic.share: consul-template renders and nginx reloads, about half a second,
+# docs/benchmarks.md); a window starts only then. An lb node that does not get there in
+# SHARE_TIMEOUT seconds fails the step with the share back at 0.
+SHARE_TIMEOUT = 30.0
+SHARE_POLL_SECONDS = 0.2
 # A removed canary's tasks get Marathon's kill grace period to drain (apps.KILL_GRACE_SECONDS);
 # the lb stopped sending them new requests when the share went to 0.
 DEPLOY_TIMEOUT = 600
@@ -402,7 +406,7 @@ class Release:
         )
         self._present(canary_id, definition)
         store.set_share(self.consul, self.plan.name, env, step.share)
-        self.sleep(SHARE_SETTLE_SECONDS)
+        self._await_share(env, step.share)
         windows = []
         for attempt in range(1 + self.plan.repeat_limit):
             verdict, window = self._window(env, step.window)
@@ -414,6 +418,32 @@ class Release:
             if attempt < self.plan.repeat_limit:
                 self.progress(f"{canary_id}: {verdict.describe()}; the window again")
         return self._roll_back(number, verdict, windows)
+
+    def _await_share(self, env: str, percent: float) -> None:
+        """Return once every lb node's nginx serves ``percent`` to the canary. An lb node that
+        does not within SHARE_TIMEOUT (consul-template stopped, a render nginx refused) fails
+        the step, with the share set back to 0 so that no lb sends the canary unjudged
+        traffic; the message names each node and what it serves."""
+        deadline = self.clock() + SHARE_TIMEOUT
+        while True:
+            answers = self.minions.call_many(
+                self.site.lb_nodes, "release_traffic.share", self.plan.name, env
+            )
+            behind = {
+                node: answers.get(node, "no answer")
+                for node in self.site.lb_nodes
+                if not _serves(answers.get(node), percent)
+            }
+            if not behind:
+                return
+            if self.clock() >= deadline:
+                store.set_share(self.consul, self.plan.name, env, 0)
+                said = "; ".join(f"{node}: {str(what)[:200]}" for node, what in behind.items())
+                raise StepFailed(
+                    f"lb node(s) {sorted(behind)} did not serve the canary share {percent:g} % "
+                    f"within {SHARE_TIMEOUT:g} s ({said}); the share is back at 0"
+                )
+            self.sleep(SHARE_POLL_SECONDS)
 
     def _window(self, env: str, seconds: int) -> tuple[gate.Verdict, dict]:
         start = self.clock()
@@ -457,3 +487,13 @@ class Release:
         self._absent(apps.app_id(self.plan.name, env, apps.CANARY))
         requests = self._smoke(env)
         return {"app": definition["id"], "image": image, "smoke_requests": requests}
+
+
+def _serves(answer: Any, percent: float) -> bool:
+    """An lb node's ``release_traffic.share`` answer says its nginx serves ``percent``."""
+    return (
+        isinstance(answer, dict)
+        and bool(answer.get("applied"))
+        and isinstance(answer.get("share"), int | float)
+        and abs(float(answer["share"]) - float(percent)) < 0.005
+    )

@@ -64,6 +64,9 @@ def test_apply_refuse_and_keep(nginx, tmp_path):
     assert "applied" in done.stderr
     assert live.read_text() == staged.read_text()
     assert _eventually(lambda: body(nginx) == "first" and nginx.settled())
+    # The reload stamp the release workflow reads (release_traffic.share): not older than LIVE.
+    stamp = live.with_name(live.name + ".reloaded")
+    assert stamp.stat().st_mtime_ns >= live.stat().st_mtime_ns
 
     # Unchanged: nothing to do, no reload, no log line.
     lines = len(nginx.catcher.lines)
@@ -97,6 +100,8 @@ def test_apply_refuse_and_keep(nginx, tmp_path):
     assert down.returncode == 2, down.stderr
     assert "reload failed" in down.stderr
     assert live.read_text() == staged.read_text()
+    # nginx did not take it: the stamp says so.
+    assert stamp.stat().st_mtime_ns < live.stat().st_mtime_ns
 
 
 def test_usage_and_missing_render(nginx, tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import time
+from pathlib import Path
 
 import requests
 
@@ -59,6 +60,11 @@ def deploy(apps, stack) -> tuple[set[str], set[str]]:
     return stable, canary
 
 
+def served(stack) -> dict:
+    """What release_traffic.share reports on this lb: the share its nginx serves."""
+    return traffic.served_share(Path(stack.nginx.lb["paths"]["live"]), SERVICE, ENV)
+
+
 def who_answers(stack, count: int) -> list[str]:
     host = stack.host(SERVICE, ENV)
     answers = []
@@ -74,14 +80,17 @@ def test_the_canary_gets_its_share_and_the_log_counts_it(stack, apps):
     stable, canary = deploy(apps, stack)
 
     # No share: the canary is listed but gets nothing.
+    assert served(stack)["share"] == 0
     assert not set(who_answers(stack, 60)) & canary
 
     set_share(stack, "25")
+    # The release workflow's wait: the marker says 25 once the apply script has reloaded nginx.
     wait_until(
-        lambda: "25% canary;" in stack.nginx.live() and stack.nginx.settled(),
+        lambda: served(stack)["share"] == 25 and served(stack)["applied"],
         30,
-        message="the 25 % split in the live file",
+        message="the 25 % split served",
     )
+    assert "25% canary;" in stack.nginx.live()
     time.sleep(0.5)  # an old worker may still finish a connection with the previous file
     start = time.time()
     answers = who_answers(stack, 800)
@@ -112,6 +121,7 @@ def test_the_canary_gets_its_share_and_the_log_counts_it(stack, apps):
         message="the split gone from the live file",
     )
     took = time.monotonic() - changed
+    assert served(stack) == {"share": 0, "applied": True, "live": served(stack)["live"]}
     assert took <= 2.0, f"share 0 took {took:.2f} s to reach nginx"
     time.sleep(0.5)
     assert not set(who_answers(stack, 60)) & canary
@@ -128,6 +138,7 @@ def test_a_malformed_share_sends_nothing_to_the_canary_and_100_sends_all(stack, 
             message=f"no split for share {bad!r}",
         )
         assert not set(who_answers(stack, 20)) & canary, bad
+        assert served(stack)["share"] == 0, bad
 
     set_share(stack, "100")
     wait_until(
@@ -135,6 +146,7 @@ def test_a_malformed_share_sends_nothing_to_the_canary_and_100_sends_all(stack, 
         30,
         message="everything to the canary",
     )
+    assert served(stack)["share"] == 100
     time.sleep(0.5)
     assert set(who_answers(stack, 20)) <= canary
     set_share(stack, None)

@@ -5,6 +5,7 @@ real nginx writing it is tested in tests/lb."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -142,3 +143,31 @@ def test_a_missing_or_failed_lb_node_makes_the_window_incomplete(tmp_path):
         traffic.merge(
             {"lb1": good, "lb2": "'release_traffic.window' is not available."}, ["lb1", "lb2"]
         )
+
+
+def test_served_share_reads_the_marker_and_knows_whether_nginx_reloaded(tmp_path):
+    live = tmp_path / "apps.conf"
+    stamp = tmp_path / "apps.conf.reloaded"
+    assert traffic.served_share(live, "hello", "prod")["share"] is None  # no file yet
+    live.write_text(
+        "# saltyard-canary-share hello.fat 0\nserver {}\n"
+        "# saltyard-canary-share hello.prod 12.5\nserver {}\n"
+        "# saltyard-canary-share hello-two.prod 100\nserver {}\n"
+    )
+    os.utime(live, ns=(2_000_000_000, 2_000_000_000))
+    # The file is in place but nginx has not reloaded it: not applied.
+    assert traffic.served_share(live, "hello", "prod") == {
+        "share": 12.5,
+        "applied": False,
+        "live": str(live),
+    }
+    stamp.touch()
+    os.utime(stamp, ns=(1_000_000_000, 1_000_000_000))
+    assert not traffic.served_share(live, "hello", "prod")["applied"]  # an older reload
+    os.utime(stamp, ns=(3_000_000_000, 3_000_000_000))
+    assert traffic.served_share(live, "hello", "prod")["applied"]
+    assert traffic.served_share(live, "hello", "fat")["share"] == 0
+    assert traffic.served_share(live, "hello-two", "prod")["share"] == 100
+    # No virtual host for the app in that env: no share (not 0, which would say it is served).
+    assert traffic.served_share(live, "hello", "uat")["share"] is None
+    assert traffic.served_share(live, "hell", "prod")["share"] is None

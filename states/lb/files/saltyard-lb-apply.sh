@@ -8,6 +8,8 @@
 # tag saltyard-lb, priority daemon.err, and stderr, which consul-template logs) and exits 1.
 # NGINX_ARG... go to every nginx call (e.g. -p PREFIX -c CONF for an nginx of one's own).
 #
+# After a reload, LIVE.reloaded is touched: nginx serves LIVE when that stamp is not older.
+#
 # Exit status: 0 reloaded (or nothing to do), 1 refused (last good kept), 2 reload failed after a
 # valid configuration was put in place, 64 bad usage.
 set -u
@@ -72,5 +74,8 @@ if ! out=$("$nginx" "$@" -s reload 2>&1); then
     exit 2
 fi
 rm -f "$backup"
+# When nginx last took LIVE: a LIVE newer than this stamp is not what nginx serves yet (the
+# release workflow's wait for a canary share reads both, release_traffic.share).
+touch "$live.reloaded"
 log info "applied $staged ($(grep -c '^upstream ' "$live") upstreams) and reloaded nginx"
 exit 0
