@@ -95,7 +95,7 @@ class AttackResult:
         lat = self.latencies
         codes = ", ".join(f"{code}: {n}" for code, n in sorted(self.status_codes.items()))
         return (
-            f"{self.requests} requests at {self.rate:g}/s for {self.duration:g} s, "
+            f"{self.requests} requests at {self.rate:g}/s for {self.duration:.1f} s, "
             f"{self.failed} failed (status codes {{{codes}}}), latency "
             f"p50 {1000 * lat.get('p50', 0):.1f} ms, p95 {1000 * lat.get('p95', 0):.1f} ms, "
             f"p99 {1000 * lat.get('p99', 0):.1f} ms, max {1000 * lat.get('max', 0):.1f} ms"
@@ -200,7 +200,9 @@ def decode(results_file: Path, rate: float, duration: float) -> AttackResult:
     lat = report["latencies"]  # nanoseconds
     result = AttackResult(
         rate=rate,
-        duration=duration,
+        # What the attack lasted (first to last request sent), not what was asked: an attack
+        # stopped early (stop()) would otherwise print the requested duration.
+        duration=report["duration"] / 1e9 if report.get("duration") else duration,
         latencies={
             "mean": lat["mean"] / 1e9,
             "p50": lat["50th"] / 1e9,
