@@ -54,7 +54,9 @@ KEEP_UNUSED_DAYS = 14
 # The node image's packages plus what a VM needs to boot and be reached: a kernel (the cloud
 # flavour: virtio drivers, small), udev and kmod for its modules, sshd, and the LVS tools
 # (ipvsadm, and keepalived, which the lvs state installs anyway: the VM tests run both against
-# the VM's kernel without reaching a package mirror from the VM).
+# the VM's kernel without reaching a package mirror from the VM), and xfsprogs: the docker
+# preflight reads xfs_info, and the VM tests format and mount XFS (ftype=0 and ftype=1), which
+# the host's kernel may not mount.
 PACKAGES = image.PACKAGES + (
     "linux-image-cloud-amd64",
     "udev",
@@ -62,6 +64,7 @@ PACKAGES = image.PACKAGES + (
     "openssh-server",
     "ipvsadm",
     "keepalived",
+    "xfsprogs",
 )
 # And the base role's default packages (states/base/defaults.yaml), which every node's first
 # highstate installs: emulated, that install took the VM about ten minutes of its first
@@ -757,14 +760,16 @@ def ssh(
     cmd: list[str],
     state_dir: Path = STATE_DIR,
     timeout: float | None = None,
+    input_text: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run cmd in the VM as root; stdout and stderr together, as `docker exec` gives them."""
+    """Run cmd in the VM as root; stdout and stderr together, as `docker exec` gives them.
+    ``input_text`` is its standard input (none by default)."""
     address = _read_meta(VmFiles.of(name, state_dir)).get("address")
     if not address:
         raise VmError(f"VM {name!r} was never started from {state_dir}")
     return subprocess.run(
         ssh_command(address, ssh_key_path(state_dir), cmd),
-        stdin=subprocess.DEVNULL,
+        **({"input": input_text} if input_text is not None else {"stdin": subprocess.DEVNULL}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

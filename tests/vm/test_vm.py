@@ -8,7 +8,9 @@ minute. Nothing here touches the local cluster or its network.
 In the same boot, the LVS parts (docs/lvs.md): the ipvs module and ipvs_service state run against
 the VM's ipvsadm; keepalived checks the keepalived.conf that the lvs state renders; and with that
 configuration the VM directs a VIP by direct routing to two containers on the test network (set
-up as registry/vip.sls sets up a registry), one of which is then removed.
+up as registry/vip.sls sets up a registry), one of which is then removed. And the docker
+preflight on real XFS filesystems formatted and loop-mounted in the VM: ftype=0 refused, ftype=1
+accepted (the host's kernel may not mount XFS v4).
 """
 
 from __future__ import annotations
@@ -607,6 +609,79 @@ def test_registry_vip_by_direct_routing_with_failover(
         assert set(_fetch(6)) == {"rs2"}
     finally:
         sh(booted, "systemctl stop keepalived; ipvsadm -C")
+
+
+# The docker preflight on real XFS (issue 16 item 5): the host's kernel may not mount an XFS v4
+# filesystem (ftype=0 needs crc=0, i.e. v4), the VM's Debian kernel does. The module runs in the
+# VM through Salt's own loader (the VM's Salt, in its venv; cmd.run_all is Salt's), on
+# loop-mounted images made there.
+PREFLIGHT = """
+import json, sys
+import salt.config, salt.loader
+opts = salt.config.minion_config(None)
+opts.update(file_client="local", module_dirs=["/tmp/saltyard-modules"], grains={})
+mods = salt.loader.minion_mods(opts)
+print(json.dumps({path: mods["docker_storage.preflight"](path) for path in sys.argv[1:]}))
+"""
+
+
+def _preflight(booted, *paths: str) -> dict:
+    import json
+
+    out = sh(
+        booted,
+        f"{wheelhouse.VENV}/bin/python -c '{PREFLIGHT}' {' '.join(paths)}",
+        timeout=300,
+    )
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_docker_preflight_on_real_xfs_ftype0_refused_ftype1_accepted(booted):
+    module = (REPO / "_modules" / "docker_storage.py").read_text()
+    proc = vm.ssh(
+        NODE,
+        [
+            "sh",
+            "-c",
+            "mkdir -p /tmp/saltyard-modules && cat > /tmp/saltyard-modules/docker_storage.py",
+        ],
+        booted,
+        timeout=60,
+        input_text=module,
+    )
+    assert proc.returncode == 0, proc.stdout
+    # 300 MB is mkfs.xfs's minimum; the files are sparse.
+    sh(
+        booted,
+        "set -e; modprobe loop; modprobe xfs; "
+        "for f in 0 1; do truncate -s 300M /var/tmp/xfs$f.img; mkdir -p /mnt/xfs$f; done; "
+        "mkfs.xfs -q -f -m crc=0 -n ftype=0 /var/tmp/xfs0.img; "
+        "mkfs.xfs -q -f -n ftype=1 /var/tmp/xfs1.img; "
+        "mount -o loop /var/tmp/xfs0.img /mnt/xfs0; mount -o loop /var/tmp/xfs1.img /mnt/xfs1",
+        timeout=180,
+    )
+    try:
+        # What the kernel reports: the two filesystems really are v4/ftype=0 and v5/ftype=1.
+        assert "ftype=0" in sh(booted, "xfs_info /mnt/xfs0")
+        assert "ftype=1" in sh(booted, "xfs_info /mnt/xfs1")
+
+        results = _preflight(booted, "/mnt/xfs0/docker", "/mnt/xfs1/docker")
+        refused = results["/mnt/xfs0/docker"]
+        assert refused["ok"] is False, refused
+        assert (refused["mount"], refused["fstype"]) == ("/mnt/xfs0", "xfs"), refused
+        assert "formatted with ftype=0: overlay2 needs d_type support" in refused["message"]
+        assert "mkfs.xfs -n ftype=1" in refused["message"]
+        assert "/dev/loop" in refused["message"], refused["message"]  # names the device
+
+        accepted = results["/mnt/xfs1/docker"]
+        assert accepted["ok"] is True, accepted
+        assert accepted["message"] == "overlay2 is supported on /mnt/xfs1 (xfs)"
+    finally:
+        sh(
+            booted,
+            "umount /mnt/xfs0 /mnt/xfs1 || true; rm -f /var/tmp/xfs0.img /var/tmp/xfs1.img",
+            timeout=60,
+        )
 
 
 def test_start_again_leaves_it_running(booted, vm_inventory):
