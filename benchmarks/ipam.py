@@ -218,26 +218,45 @@ def main() -> int:
         status = plugin.status()
         print(f"plugin counters: {status.get('counters')}")
     finally:
-        for c in engine.containers.list(all=True, filters={"label": f"{LABEL}={uid}"}):
-            c.remove(force=True)
-        for network in networks.values():
+        # Each step on its own: one that fails must not leave the plugin or Consul running.
+        def remove_networks() -> None:
+            for network in networks.values():
+                try:
+                    network.remove()
+                except docker.errors.APIError as exc:
+                    if "active endpoints" not in str(exc):
+                        raise
+                    # Docker's own defect (moby/moby#42119): after many concurrent connects and
+                    # disconnects its endpoint count can stay above zero with no endpoint left,
+                    # and only an engine restart clears it. Not worth failing the figures for.
+                    print(f"left behind: network {network.name}: {exc.explanation}")
+
+        def stop_plugin() -> None:
+            if plugin is not None:
+                plugin.stop()
+                plugin.socket.unlink(missing_ok=True)
+
+        def remove_containers() -> None:
+            for c in engine.containers.list(all=True, filters={"label": f"{LABEL}={uid}"}):
+                c.remove(force=True)
+
+        def remove_tag() -> None:
+            if made_tag:
+                docker_support.remove_task_image(engine, tag)
+
+        for what, step in (
+            ("containers", remove_containers),
+            ("networks", remove_networks),
+            ("plugin", stop_plugin),
+            ("bridges", lambda: [bridge.remove() for bridge in bridges]),
+            ("Consul agent", consul.stop),
+            ("image tag", remove_tag),
+        ):
             try:
-                network.remove()
-            except docker.errors.APIError as exc:
-                if "active endpoints" not in str(exc):
-                    raise
-                # Docker's own defect (moby/moby#42119): after many concurrent connects and
-                # disconnects its endpoint count can stay above zero with no endpoint left, and
-                # only an engine restart clears it. Not worth failing the figures for.
-                print(f"left behind: network {network.name}: {exc.explanation}")
-        if plugin is not None:
-            plugin.stop()
-            plugin.socket.unlink(missing_ok=True)
-        for bridge in bridges:
-            bridge.remove()
-        consul.stop()
-        if made_tag:
-            docker_support.remove_task_image(engine, tag)
+                step()
+            except Exception as exc:  # noqa: BLE001 - report it, go on with the rest
+                print(f"cleanup: removing the {what} failed: {exc}")
+                failed = True
     return 1 if failed else 0
 
 
