@@ -27,7 +27,6 @@ the client, the ``marathon_app`` state and the emulator share (``saltyard.marath
 
 from __future__ import annotations
 
-import urllib.parse
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
@@ -56,41 +55,14 @@ def __virtual__() -> str | tuple[bool, str]:
 # ---------------------------------------------------------------------- plumbing
 
 
-def _default_url() -> str | None:
-    # The inventory's first marathon node, on the marathon role's port: what a node of this
-    # cluster reaches without further configuration.
-    # config.get, not pillar.get: Salt 3008's pillar.get masks every value outside templates.
-    members = __salt__["config.get"]("saltyard:members:marathon", []) or []
-    if not members:
-        return None
-    port = __salt__["config.get"]("marathon:http_port", 8080) or 8080
-    return f"http://{members[0]['address']}:{port}"
-
-
 def _client(url: str | None = None) -> marathon_client.MarathonClient:
-    url = url or __salt__["config.get"]("marathon:url") or _default_url()
-    if not url:
-        raise CommandExecutionError(
-            "no Marathon URL: pass url=... or set marathon:url in the minion config or pillar"
-        )
-    # Credentials embedded in the URL are moved into the session's auth, so they never appear
-    # in error messages (the client puts the request URL into every error).
-    parts = urllib.parse.urlsplit(url)
-    auth = None
-    if parts.username is not None:
-        auth = (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
-        # rpartition keeps the host as written (IPv6 brackets, port).
-        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-    username = __salt__["config.get"]("marathon:username")
-    if username:
-        auth = (username, __salt__["config.get"]("marathon:password", "") or "")
-    elif auth is None:
-        # On the marathon nodes themselves: the credentials Marathon is configured with.
-        creds = __salt__["config.get"]("marathon:http_credentials", {}) or {}
-        if creds.get("user") and creds.get("password"):
-            auth = (creds["user"], creds["password"])
-    verify = __salt__["config.get"]("marathon:verify", True)
-    return marathon_client.MarathonClient(url, auth=auth, verify=verify)
+    # The settings (URL, the inventory's marathon node as the default, credentials) are read by
+    # the package, so that every Salt module that needs Marathon (mesos.drain too) reads them
+    # the same way.
+    try:
+        return marathon_client.client_from_config(__salt__["config.get"], url)
+    except ValueError as exc:
+        raise CommandExecutionError(str(exc)) from exc
 
 
 def _call(func, *args, **kwargs):

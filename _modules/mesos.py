@@ -1,6 +1,11 @@
 """
-Mesos agent maintenance (drain, down, up) through saltyard's Mesos master client, and waiting for
-Marathon to move the tasks away.
+Mesos agent maintenance (drain, up, status) through saltyard's Mesos master and Marathon clients.
+
+``drain`` is a thin adapter over ``saltyard.maintenance.drain``: schedule maintenance, move the
+agent's tasks elsewhere one at a time without going below each app's healthy capacity, then
+bring the machine DOWN; refused before any change when tasks have nowhere else to go, unless
+``accept_downtime=True``. Marathon is reached as the ``marathon`` module reaches it
+(``marathon:url`` and credentials).
 
 Configuration (pillar or minion config, read with ``config.get``)::
 
@@ -16,13 +21,15 @@ Mesos's part), so its pillar points ``url`` at the emulator.
 
 from __future__ import annotations
 
-import time
+import os
 from typing import Any
 
 from salt.exceptions import CommandExecutionError
 
 try:
+    from saltyard.clients import marathon as marathon_client
     from saltyard.clients import mesos as mesos_client
+    from saltyard.maintenance import drain as drain_logic
 
     HAS_SALTYARD = True
 except ImportError:
@@ -80,47 +87,61 @@ def maintenance_status() -> dict[str, Any]:
     return _call(_client().status)
 
 
-def drain(host: str, timeout: float = 300) -> dict[str, Any]:
+def _progress(host: str, step: dict[str, Any]) -> None:
+    # Each task moved is an event on the master's bus, as the release workflow's steps are
+    # (the package logs it too).
+    send = __salt__.get("event.send")
+    if send:
+        send(f"saltyard/mesos/drain/{host}/moved", step)
+
+
+def drain(host: str, accept_downtime: bool = False, timeout: float = 300) -> dict[str, Any]:
     """
-    Take agent ``host`` out of service: schedule it for maintenance, bring it DOWN (its tasks are
-    killed and Marathon replaces them elsewhere), and wait until Marathon runs none of its tasks
-    there. Apps that could not be placed elsewhere (constraints) are reported, not waited for:
-    they come back when the agent is up.
+    Drain agent ``host``: schedule it for maintenance (DRAINING: Marathon places nothing new
+    there), move its Marathon tasks to other agents one at a time without going below each app's
+    healthy capacity (a replacement runs healthy elsewhere before, or right after, each kill),
+    then bring the machine DOWN. ``timeout`` bounds each task's move, in seconds.
+
+    Refused before anything changes when some app's tasks have nowhere else to go (no other agent
+    outside maintenance meets its constraints, resources or fixed ports), naming the apps and
+    why, unless ``accept_downtime=True``: then those tasks stop when the machine goes DOWN.
+
+    An agent already DOWN: nothing changes (``changed`` False). One already DRAINING (an earlier
+    drain that stopped): the drain continues. Returns the report: ``moved`` (per task: app, task,
+    replaced_by, to, seconds, how), ``stopped``, ``changed``, ``mode``; each task moved is also
+    sent to the master as the event ``saltyard/mesos/drain/<host>/moved``.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt control1 mesos.drain agent-fat
+        salt control1 mesos.drain agent-fat accept_downtime=True timeout=600
     """
     host = _agent(host)
-    client = _client()
-    before = [t for t in __salt__["marathon.tasks"]() if t.get("host") == host]
-    if not _call(client.is_down, host):
-        _call(client.schedule_machine, host)
-        _call(client.down, host)
-    deadline = time.monotonic() + float(timeout)
-    while True:
-        left = [t for t in __salt__["marathon.tasks"]() if t.get("host") == host]
-        if not left:
-            break
-        if time.monotonic() > deadline:
-            raise CommandExecutionError(
-                f"{host} is DOWN but Marathon still lists {len(left)} task(s) on it after "
-                f"{timeout:.0f}s: {', '.join(t['id'] for t in left)}"
-            )
-        time.sleep(1)
-    short = []
-    for app_id in sorted({t["appId"] for t in before}):
-        app = __salt__["marathon.app"](app_id)
-        if app.get("tasksRunning", 0) < app.get("instances", 0):
-            short.append(f"{app_id} ({app.get('tasksRunning', 0)}/{app.get('instances', 0)})")
-    return {
-        "host": host,
-        "down": True,
-        "tasks_moved": len(before),
-        "apps_without_capacity": short,
-    }
+    # Accepting downtime stops applications: only a real boolean may do it, not a stray string.
+    if accept_downtime not in (True, False):
+        raise CommandExecutionError(f"accept_downtime={accept_downtime!r}: expected True or False")
+    try:
+        marathon = marathon_client.client_from_config(__salt__["config.get"])
+    except ValueError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+    cachedir = (__opts__ or {}).get("cachedir")
+    # Where the drain notes the apps it scaled up by one, so that a re-run after a crash knows
+    # their own instance count.
+    ledger = os.path.join(cachedir, "saltyard", f"drain-{host}.json") if cachedir else None
+    try:
+        return drain_logic.drain_agent(
+            marathon,
+            _client(),
+            host,
+            accept_downtime=bool(accept_downtime),
+            task_timeout=float(timeout),
+            ledger_path=ledger,
+            progress=lambda step: _progress(host, step),
+        )
+    except drain_logic.DrainError as exc:
+        raise CommandExecutionError(str(exc)) from exc
 
 
 def up(host: str) -> bool:

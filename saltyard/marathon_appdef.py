@@ -126,8 +126,9 @@ def validate_app(app: Any) -> list[AppDefinitionError]:
 
     Covers id syntax and reserved segments, cmd/args/container, negative instances and
     resources, backoff, killSelection, non-string env/labels, upgradeStrategy outside 0..1,
-    the container type and image, constraint operators and values, network modes, port
-    numbers, port mappings without container networking, and health checks (protocol,
+    the container type and image, constraint operators and values, network modes (and no mix
+    of them), port numbers, port mappings without container networking, a hostPort with several
+    container networks, and health checks (protocol,
     timings, portIndex against the ports). Not exhaustive: Marathon may refuse more.
     """
     if not isinstance(app, dict):
@@ -285,6 +286,7 @@ def _network_and_ports(app: dict, errors: list[AppDefinitionError]) -> tuple[boo
     if networks is not None and not isinstance(networks, list):
         add("/networks", f"networks {networks!r}: must be an array")
         networks = []
+    modes = []
     for i, n in enumerate(networks or []):
         mode = n.get("mode", "container") if isinstance(n, dict) else None
         if mode not in NETWORK_MODES:
@@ -292,8 +294,17 @@ def _network_and_ports(app: dict, errors: list[AppDefinitionError]) -> tuple[boo
                 f"/networks({i})",
                 f"networks({i}) mode {mode!r}: must be one of {', '.join(NETWORK_MODES)}",
             )
-        elif mode != "host":
+            continue
+        modes.append(mode)
+        if mode != "host":
             container_net = True
+    # One host network, or one container/bridge network, or any number of container networks.
+    if len(set(modes)) > 1 or (len(modes) > 1 and modes[0] != "container"):
+        add(
+            "/networks",
+            f"networks modes {modes!r}: an app joins one host network, one container/bridge "
+            "network, or one or more container networks, never a mix",
+        )
     network = docker.get("network")
     if network is not None:
         if str(network).upper() not in DOCKER_NETWORKS:
@@ -313,6 +324,7 @@ def _network_and_ports(app: dict, errors: list[AppDefinitionError]) -> tuple[boo
     if not isinstance(mappings, list):
         add(path, f"{name} {mappings!r}: must be an array")
         mappings = []
+    several = modes.count("container") > 1
     for i, pm in enumerate(mappings):
         if not isinstance(pm, dict):
             add(f"{path}({i})", f"{name}({i}) {pm!r}: must be an object")
@@ -321,6 +333,12 @@ def _network_and_ports(app: dict, errors: list[AppDefinitionError]) -> tuple[boo
             v = pm.get(key)
             if v is not None and not _is_port(v):
                 add(f"{path}({i})/{key}", f"{name}({i}).{key} {v!r}: expected a port 0..65535")
+        if several and pm.get("hostPort") is not None:
+            add(
+                f"{path}({i})/hostPort",
+                f"{name}({i}).hostPort {pm['hostPort']!r}: must not be given when the app joins "
+                "several container networks",
+            )
 
     definitions = app.get("portDefinitions")
     if container_net:

@@ -95,7 +95,9 @@ class ConsulStore:
             )
             for service_id, service in (detail.get("Services") or {}).items():
                 if entry.owned and is_owned(service.get("Meta")):
-                    snap.services[service_id] = Registration.from_catalog(name, service)
+                    snap.services[service_id] = Registration.from_catalog(
+                        name, service, entry.address
+                    )
                 else:
                     entry.foreign_services.add(service_id)
             snap.nodes[name] = entry
@@ -212,12 +214,13 @@ def registration_ops(
     registrations: Iterable[Registration], node_addresses: dict[str, str]
 ) -> list[dict]:
     """Service ``set`` operations, each node's ``set`` before its services (a service cannot be
-    put on a node that does not exist). ``node_addresses``: nodes already right, by name."""
+    put on a node that does not exist). ``node_addresses``: nodes already right, by name. A
+    node's address is its agent host's, whatever address its services have."""
     ops: list[dict] = []
     done = dict(node_addresses)
     for reg in registrations:
-        if done.get(reg.node) != reg.address:
-            ops.append(op_node_set(reg.node, reg.address, reg.node_meta()))
-            done[reg.node] = reg.address
+        if done.get(reg.node) != reg.node_address:
+            ops.append(op_node_set(reg.node, reg.node_address, reg.node_meta()))
+            done[reg.node] = reg.node_address
         ops.append(op_service_set(reg))
     return ops

@@ -573,9 +573,10 @@ class Bridge:
         for reg in to_set:
             self._registered[reg.service_id] = reg
             if reg.node not in nodes or not nodes[reg.node].owned:
-                nodes[reg.node] = NodeInfo(reg.node, reg.address, reg.node_meta(), 0, True)
+                nodes[reg.node] = NodeInfo(reg.node, reg.node_address, reg.node_meta(), 0, True)
             else:
-                nodes[reg.node].address, nodes[reg.node].meta = reg.address, reg.node_meta()
+                nodes[reg.node].address = reg.node_address
+                nodes[reg.node].meta = reg.node_meta()
             self.metrics.inc("registrations")
             log.info(
                 "registered %s instance %s (app %s) at %s:%d on %s, tags %s",

@@ -55,11 +55,16 @@ BAD_LABEL = "bad_label"
 # Why a single task is left out.
 UNRESOLVED_HOST = "unresolved_host"
 NO_PORT = "no_port"
+NO_ADDRESS = "no_address"  # on a container network, and Marathon shows no address for it (yet)
 
 
 @dataclass(frozen=True)
 class Registration:
-    """One Consul service instance on the external node of the task's agent host."""
+    """One Consul service instance on the external node of the task's agent host.
+
+    ``address`` is where the instance is reached (the agent host's, or on a container network
+    the task's own); ``node_address`` is the agent host's, the external node's address (left
+    out: the same as ``address``)."""
 
     service_id: str
     service: str
@@ -68,6 +73,11 @@ class Registration:
     port: int
     tags: tuple[str, ...]
     meta: tuple[tuple[str, str], ...]
+    node_address: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.node_address:
+            object.__setattr__(self, "node_address", self.address)
 
     @property
     def app_id(self) -> str:
@@ -91,8 +101,11 @@ class Registration:
         }
 
     @classmethod
-    def from_catalog(cls, node: str, service: Mapping[str, Any]) -> Registration:
-        """The form Consul's catalog gives back (``/v1/catalog/node/<node>`` services)."""
+    def from_catalog(
+        cls, node: str, service: Mapping[str, Any], node_address: str | None = None
+    ) -> Registration:
+        """The form Consul's catalog gives back (``/v1/catalog/node/<node>`` services, and the
+        node's address; without it, the service's)."""
         return cls(
             service_id=service["ID"],
             service=service["Service"],
@@ -101,6 +114,7 @@ class Registration:
             port=int(service.get("Port") or 0),
             tags=tuple(sorted(service.get("Tags") or ())),
             meta=tuple(sorted((service.get("Meta") or {}).items())),
+            node_address=node_address or "",
         )
 
 
@@ -152,6 +166,56 @@ def env_for(app: Mapping[str, Any], default_env: str | None) -> str | None:
     return default_env
 
 
+def container_network(app: Mapping[str, Any]) -> str | None:
+    """The name of the first container network the app joins (Marathon 1.5+: a ``networks``
+    entry of mode ``container``; before 1.5: ``container.docker.network`` USER, unnamed: "");
+    None when it has host or BRIDGE networking."""
+    for network in app.get("networks") or []:
+        if isinstance(network, Mapping) and network.get("mode", "container") == "container":
+            return str(network.get("name") or "")
+    docker = (app.get("container") or {}).get("docker") or {}
+    if str(docker.get("network") or "").upper() == "USER":
+        return ""
+    return None
+
+
+def port_mappings(app: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """``container.portMappings`` (1.5+), else ``container.docker.portMappings``."""
+    container = app.get("container") or {}
+    mappings = container.get("portMappings")
+    if mappings is None:
+        mappings = (container.get("docker") or {}).get("portMappings")
+    return [m for m in mappings or [] if isinstance(m, Mapping)]
+
+
+def task_ipv4(task: Mapping[str, Any]) -> str | None:
+    """The task's first IPv4 address in ``ipAddresses`` (None: Marathon shows none)."""
+    for entry in task.get("ipAddresses") or []:
+        if not isinstance(entry, Mapping) or entry.get("protocol", "IPv4") != "IPv4":
+            continue
+        address = parse_ipv4(str(entry.get("ipAddress") or ""))
+        if address:
+            return address
+    return None
+
+
+def container_port(
+    mappings: list[Mapping[str, Any]], index: int, host_ports: list[Any]
+) -> int | None:
+    """The container port of mapping ``index``. ``containerPort`` 0 means the mapping's host
+    port when it has one: the task's ``ports`` hold the host ports of the mappings that have
+    one, in order. Without a host port, Marathon picks the container port at launch and does
+    not show it: None."""
+    mapping = mappings[index]
+    port = mapping.get("containerPort") or 0
+    if port:
+        return int(port)
+    if mapping.get("hostPort") is None:
+        return None
+    position = sum(1 for m in mappings[:index] if m.get("hostPort") is not None)
+    return int(host_ports[position]) if position < len(host_ports) else None
+
+
 HEALTHY, UNHEALTHY, UNKNOWN = "healthy", "unhealthy", "unknown"
 
 
@@ -197,7 +261,12 @@ def desired_registrations(
 ) -> AppPlan:
     """The registrations for ``app`` (with ``tasks`` embedded); ``resolve`` maps an agent host
     name to the IPv4 address the load balancers reach it on (None: unknown). With
-    ``environments`` (the cluster's), an app in any other environment gets none."""
+    ``environments`` (the cluster's), an app in any other environment gets none.
+
+    A task on host or BRIDGE networking is registered at its agent's address and its host port
+    number ``saltyard.port-index``; a task on a container network at its own address (the first
+    IPv4 address of its ``ipAddresses``) and the ``containerPort`` of the port mapping at that
+    index. Either way the instance sits on its agent host's external node."""
     app_id = app["id"]
     plan = AppPlan(app_id)
     labels = app.get("labels") or {}
@@ -248,6 +317,10 @@ def desired_registrations(
     config_version = (app.get("versionInfo") or {}).get("lastConfigChangeAt") or app.get(
         "version", ""
     )
+    # On a container network the load balancers reach the task itself: its own address and
+    # the container port, not the agent's address and a host port (there may be none).
+    network = container_network(app)
+    mappings = port_mappings(app) if network is not None else []
 
     for task in app.get("tasks") or []:
         task_id, host = task.get("id"), task.get("host")
@@ -263,14 +336,45 @@ def desired_registrations(
         elif task.get("state") != "TASK_RUNNING":
             continue
         ports = task.get("ports") or []
-        if port_index >= len(ports):
-            plan.task_problems[task_id] = (
-                NO_PORT,
-                f"task {task_id} of {app_id} has {len(ports)} port(s), no port index {port_index}",
-            )
-            continue
-        address = resolve(host)
-        if not address:
+        task_address: str | None = None
+        if network is None:
+            if port_index >= len(ports):
+                plan.task_problems[task_id] = (
+                    NO_PORT,
+                    f"task {task_id} of {app_id} has {len(ports)} port(s), no port index "
+                    f"{port_index}",
+                )
+                continue
+            port = int(ports[port_index])
+        else:
+            on = f"on container network {network!r}" if network else "on a container network"
+            if port_index >= len(mappings):
+                plan.task_problems[task_id] = (
+                    NO_PORT,
+                    f"task {task_id} of {app_id} ({on}): the app has {len(mappings)} port "
+                    f"mapping(s), no port index {port_index}",
+                )
+                continue
+            found = container_port(mappings, port_index, ports)
+            if not found:
+                plan.task_problems[task_id] = (
+                    NO_PORT,
+                    f"task {task_id} of {app_id} ({on}): port mapping {port_index} has "
+                    "containerPort 0 and no hostPort, so its port is chosen at launch and "
+                    "Marathon does not show it; give the mapping a containerPort",
+                )
+                continue
+            port = found
+            task_address = task_ipv4(task)
+            if not task_address:
+                plan.task_problems[task_id] = (
+                    NO_ADDRESS,
+                    f"task {task_id} of {app_id} ({on}) has no IPv4 address in Marathon's "
+                    "ipAddresses yet; registered once it has one",
+                )
+                continue
+        host_address = resolve(host)
+        if not host_address:
             plan.task_problems[task_id] = (
                 UNRESOLVED_HOST,
                 f"task {task_id} of {app_id}: agent host {host!r} has no IPv4 address "
@@ -288,15 +392,18 @@ def desired_registrations(
         )
         meta = {**OWNER_META, "marathon-app": app_id, "marathon-task": task_id}
         meta["marathon-host"] = host
+        if network:
+            meta["marathon-network"] = network
         plan.registrations.append(
             Registration(
                 service_id=task_id,
                 service=service,
                 node=node_name(host),
-                address=address,
-                port=int(ports[port_index]),
+                address=task_address or host_address,  # the task's own on a network
+                port=port,
                 tags=tuple(sorted(tags)),
                 meta=tuple(sorted(meta.items())),
+                node_address=host_address,
             )
         )
     return plan

@@ -445,6 +445,43 @@ class MarathonClient:
                 ) from exc
 
 
+def client_from_config(config_get: Callable[..., Any], url: str | None = None) -> MarathonClient:
+    """A client configured the way saltyard's Salt modules configure it, from ``config_get``
+    (Salt's ``config.get``, or any ``get(key, default)``): ``url`` or ``marathon:url`` or the
+    inventory's first marathon node on ``marathon:http_port``; credentials from the URL,
+    ``marathon:username``/``password`` or, on the marathon nodes, ``marathon:http_credentials``;
+    ``marathon:verify``. ValueError when there is no URL at all."""
+    if not url:
+        url = config_get("marathon:url")
+    if not url:
+        # config.get, not pillar.get: Salt 3008's pillar.get masks every value outside templates.
+        members = config_get("saltyard:members:marathon", []) or []
+        if members:
+            port = config_get("marathon:http_port", 8080) or 8080
+            url = f"http://{members[0]['address']}:{port}"
+    if not url:
+        raise ValueError(
+            "no Marathon URL: pass url=... or set marathon:url in the minion config or pillar"
+        )
+    # Credentials embedded in the URL are moved into the session's auth, so they never appear
+    # in error messages (the client puts the request URL into every error).
+    parts = urllib.parse.urlsplit(url)
+    auth = None
+    if parts.username is not None:
+        auth = (urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or ""))
+        # rpartition keeps the host as written (IPv6 brackets, port).
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    username = config_get("marathon:username")
+    if username:
+        auth = (username, config_get("marathon:password", "") or "")
+    elif auth is None:
+        # On the marathon nodes themselves: the credentials Marathon is configured with.
+        creds = config_get("marathon:http_credentials", {}) or {}
+        if creds.get("user") and creds.get("password"):
+            auth = (creds["user"], creds["password"])
+    return MarathonClient(url, auth=auth, verify=config_get("marathon:verify", True))
+
+
 def _sse_events(chunks: Iterable[bytes]) -> Iterator[MarathonEvent]:
     """Parse a server-sent event stream (the subset Marathon uses: ``event:`` and ``data:``
     fields, ``:`` comments, frames ended by a blank line). Hand-written because it is this small

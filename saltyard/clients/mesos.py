@@ -1,9 +1,12 @@
-"""The project's one client for the Mesos master's operator HTTP API: maintenance only.
+"""The project's one client for the Mesos master's operator HTTP API: maintenance, and the agent
+list (hostnames, attributes, resources) that maintenance decisions need.
 
-Draining an agent the Mesos way: put the machine in the maintenance schedule (it is then
-DRAINING), bring it DOWN (Mesos kills its tasks and refuses its offers; Marathon replaces the
-tasks on other agents), work on it, bring it UP (it leaves the schedule). In the local cluster the
-Marathon-API emulator answers these endpoints, since it plays Mesos's part in running tasks.
+The maintenance primitives: put the machine in the maintenance schedule (it is then DRAINING:
+Marathon's maintenance mode declines its offers, so no new task lands there), bring it DOWN (Mesos
+kills whatever still runs there), work on it, bring it UP (it leaves the schedule). Moving the
+tasks away in between, without losing capacity, is ``saltyard.maintenance.drain``'s job. In the
+local cluster the Marathon-API emulator answers these endpoints, since it plays Mesos's part in
+running tasks.
 """
 
 from __future__ import annotations
@@ -68,6 +71,21 @@ class MesosMasterClient:
 
     def status(self) -> dict:
         return self._request("GET", "/master/maintenance/status") or {}
+
+    def agents(self) -> list[dict]:
+        """``GET /master/slaves``: the registered agents (``hostname``, ``attributes``,
+        ``resources``, ``used_resources``, ...), as the master reports them."""
+        return (self._request("GET", "/master/slaves") or {}).get("slaves", [])
+
+    def mode(self, hostname: str) -> str:
+        """The machine's maintenance mode: ``UP`` (not scheduled), ``DRAINING`` or ``DOWN``."""
+        status = self.status()
+        if any(m.get("hostname") == hostname for m in status.get("down_machines", [])):
+            return "DOWN"
+        draining = status.get("draining_machines", [])
+        if any((m.get("id") or {}).get("hostname") == hostname for m in draining):
+            return "DRAINING"
+        return "UP"
 
     def is_down(self, hostname: str) -> bool:
         return any(m.get("hostname") == hostname for m in self.status().get("down_machines", []))

@@ -152,18 +152,56 @@ DOCKER_PARAMETERS = {
 }
 
 
+def container_networks(app: dict) -> list[str]:
+    """The Docker networks a container-network app joins (``networks`` entries of mode
+    ``container``, by name, in order); empty for host, bridge and no networking."""
+    return [
+        n.get("name") or ""
+        for n in app.get("networks") or []
+        if n.get("mode", "container") == "container"
+    ]
+
+
+def missing_networks(client: docker.DockerClient, names: list[str]) -> list[str]:
+    """The names among ``names`` that are not networks of the engine (exact names: Docker's
+    own lookup also matches id prefixes)."""
+    missing = []
+    for name in names:
+        if not any(n.name == name for n in client.networks.list(names=[name])):
+            missing.append(name)
+    return missing
+
+
+def container_ips(container, names: list[str]) -> list[str]:
+    """The container's IPv4 addresses: on the networks ``names``, in that order; without
+    names, its address on the first network that gave it one (Docker's default bridge)."""
+    networks = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+    if names:
+        return [
+            networks[name]["IPAddress"]
+            for name in names
+            if (networks.get(name) or {}).get("IPAddress")
+        ]
+    first = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+    return [first] if first else []
+
+
 def docker_run_kwargs(
     app: dict,
     task_id: str,
     agent: Agent,
-    host_ports: list[int],
+    host_ports: list[int | None],
     container_ports: list[int],
     labels: dict[str, str],
     env: dict[str, str],
     default_image: str | None,
     use_init: bool,
 ) -> dict:
-    """Translate an app definition into ``containers.create`` keyword arguments."""
+    """Translate an app definition into ``containers.create`` keyword arguments.
+
+    ``host_ports`` and ``container_ports`` are per port mapping, by index; a mapping whose host
+    port is None publishes nothing. A container-network app is created on its first network
+    (the caller connects it to the others before it starts)."""
     container = app.get("container") or {}
     dockerdef = container.get("docker") or {}
     image = dockerdef.get("image") or default_image
@@ -202,10 +240,13 @@ def docker_run_kwargs(
     if net != "host" and container.get("portMappings"):
         ports = {}
         for pm, hp, cp in zip(container["portMappings"], host_ports, container_ports, strict=True):
+            if hp is None:
+                continue  # a container port only: reached on the task's own address
             proto = pm.get("protocol", "tcp")
             for p in proto.split(","):
                 ports[f"{cp}/{p}"] = (agent.bind, hp) if agent.bind else hp
-        kwargs["ports"] = ports
+        if ports:
+            kwargs["ports"] = ports
     volumes = {}
     for vol in container.get("volumes") or []:
         if vol.get("hostPath") and vol.get("containerPath"):

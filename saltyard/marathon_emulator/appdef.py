@@ -114,13 +114,32 @@ def validate(app: dict) -> None:
     """
     details: list[dict] = []
     by_path: dict[str, list[str]] = {}
-    for error in marathon_appdef.validate_app(app):
+    errors = marathon_appdef.validate_app(app) + network_name_errors(app)
+    for error in errors:
         if error.path not in by_path:
             by_path[error.path] = []
             details.append({"path": error.path, "errors": by_path[error.path]})
         by_path[error.path].append(error.message)
     if details:
         raise ValidationFailed(details)
+
+
+def network_name_errors(app: dict) -> list[marathon_appdef.AppDefinitionError]:
+    """A container network needs a name: Marathon takes an unnamed one's from its
+    ``--default_network_name``, which this emulator does not have (Marathon without it refuses
+    the app the same way)."""
+    networks = app.get("networks")
+    if not isinstance(networks, list):
+        return []
+    return [
+        marathon_appdef.AppDefinitionError(
+            f"/networks({i})",
+            f"networks({i}): a container network needs a name (the emulator has no "
+            "--default_network_name)",
+        )
+        for i, n in enumerate(networks)
+        if isinstance(n, dict) and n.get("mode", "container") == "container" and not n.get("name")
+    ]
 
 
 def normalize(raw: dict, previous: dict | None, used_service_ports: set[int]) -> dict:
@@ -151,9 +170,13 @@ def normalize(raw: dict, previous: dict | None, used_service_ports: set[int]) ->
     strategy.setdefault("minimumHealthCapacity", 1.0)
     strategy.setdefault("maximumOverCapacity", 1.0)
     app["upgradeStrategy"] = strategy
-    networks = app.get("networks") or [{"mode": "host"}]
-    app["networks"] = networks
-    container_net = any(n.get("mode", "container") != "host" for n in networks)
+    # Marathon's default mode is ``container``, and it says so in its answers.
+    networks = [{**n, "mode": n.get("mode", "container")} for n in app.get("networks") or []]
+    app["networks"] = networks or [{"mode": "host"}]
+    container_net = any(n["mode"] != "host" for n in app["networks"])
+    # On container networks a port mapping without hostPort takes no host port (on BRIDGE a
+    # missing hostPort means 0, a random one).
+    named_net = any(n["mode"] == "container" for n in networks)
 
     prev_service_ports: list[int] = []
     if previous:
@@ -185,10 +208,19 @@ def normalize(raw: dict, previous: dict | None, used_service_ports: set[int]) ->
         docker.setdefault("parameters", [])
         container.setdefault("volumes", [])
         mappings = []
-        for i, pm in enumerate(container.get("portMappings") or []):
+        given = container.get("portMappings")
+        if given is None and named_net:
+            # Marathon's default for container networks: one container port (chosen at launch,
+            # the task's $PORT0), no host port. An empty list means no ports.
+            given = [{"containerPort": 0, "name": "default"}]
+        for i, pm in enumerate(given or []):
             pm = dict(pm)
             pm.setdefault("containerPort", 0)
-            pm.setdefault("hostPort", 0)
+            if named_net:
+                if pm.get("hostPort") is None:
+                    pm.pop("hostPort", None)
+            else:
+                pm.setdefault("hostPort", 0)
             pm.setdefault("protocol", "tcp")
             pm.setdefault("labels", {})
             pm["servicePort"] = assign(i, pm.get("servicePort", 0) or 0)

@@ -193,7 +193,7 @@ class Emulator(DeploymentsMixin, MaintenanceMixin, LaunchMixin, HealthMixin):
             "state": task.state,
             "stagedAt": task.staged_at,
             "version": task.version,
-            "ipAddresses": [{"ipAddress": task.ip, "protocol": "IPv4"}] if task.ip else [],
+            "ipAddresses": [{"ipAddress": ip, "protocol": "IPv4"} for ip in task.ips],
         }
         if task.started_at:
             data["startedAt"] = task.started_at

@@ -10,9 +10,10 @@ import socket
 import ssl
 import time
 
+from . import appdef
 from .agents import Agent
 from .appdef import now_version
-from .model import RUNNING, HealthState
+from .model import RUNNING, HealthState, Task
 
 
 class HealthMixin:
@@ -34,17 +35,16 @@ class HealthMixin:
                 hs.inflight = True
                 hs.next_due = now + max(0.2, hc.get("intervalSeconds", 60))
                 agent = self.agents[task.agent]
-                port = hc.get("port")
-                if port is None and hc.get("protocol") != "COMMAND":
-                    idx = hc.get("portIndex", 0)
-                    port = task.ports[idx] if idx < len(task.ports) else None
+                address, port = probe_target(task, hc, agent, app or {})
                 self._probe_pool.submit(
-                    self._run_probe, task.id, i, dict(hc), agent, port, task.container_id
+                    self._run_probe, task.id, i, dict(hc), agent, address, port, task.container_id
                 )
 
-    def _run_probe(self, task_id: str, index: int, hc: dict, agent: Agent, port, cid) -> None:
+    def _run_probe(
+        self, task_id: str, index: int, hc: dict, agent: Agent, address: str, port, cid
+    ) -> None:
         try:
-            ok, cause = probe(hc, agent, port, cid)
+            ok, cause = probe(hc, agent, address, port, cid)
         except Exception as exc:
             ok, cause = False, f"probe error: {exc}"
         with self.lock:
@@ -94,8 +94,29 @@ class HealthMixin:
                 self._kill(task, reason)
 
 
-def probe(hc: dict, agent: Agent, port, container_id) -> tuple[bool, str]:
-    """Run one health check. HTTP(S) passes on 200-399 within the timeout."""
+def probe_target(task: Task, hc: dict, agent: Agent, app: dict) -> tuple[str, int | None]:
+    """Where a health check probes, as Marathon's port assignments say: the agent's address
+    and the host port of the mapping at ``portIndex``; for a mapping without a host port (a
+    container network) the task's own address and the container port. A fixed ``port`` is
+    probed on the task's address on a container network, else on the agent's."""
+    on_network = appdef.network_mode(app) == "container" and bool(task.ips)
+    port = hc.get("port")
+    if port is not None or hc.get("protocol") == "COMMAND":
+        return (task.ips[0] if on_network else agent.address), port
+    idx = hc.get("portIndex", 0)
+    slots = task.slots
+    if idx >= len(slots):
+        return agent.address, None
+    if slots[idx] is not None:
+        return agent.address, slots[idx]
+    if not task.ips:
+        return agent.address, None  # no address (yet): the check fails
+    return task.ips[0], task.container_ports[idx]
+
+
+def probe(hc: dict, agent: Agent, address: str, port, container_id) -> tuple[bool, str]:
+    """Run one health check on ``address:port``. HTTP(S) passes on 200-399 within the
+    timeout."""
     protocol = hc.get("protocol", "HTTP")
     timeout = max(0.2, float(hc.get("timeoutSeconds", 20)))
     if protocol == "COMMAND":
@@ -106,24 +127,24 @@ def probe(hc: dict, agent: Agent, port, container_id) -> tuple[bool, str]:
         return False, "no port for the health check"
     if protocol in ("TCP", "MESOS_TCP"):
         try:
-            with socket.create_connection((agent.address, port), timeout=timeout):
+            with socket.create_connection((address, port), timeout=timeout):
                 return True, ""
         except OSError as exc:
-            return False, f"TCP connect to {agent.address}:{port} failed: {exc}"
+            return False, f"TCP connect to {address}:{port} failed: {exc}"
     if protocol in ("HTTPS", "MESOS_HTTPS"):
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        conn = http.client.HTTPSConnection(agent.address, port, timeout=timeout, context=context)
+        conn = http.client.HTTPSConnection(address, port, timeout=timeout, context=context)
     else:
-        conn = http.client.HTTPConnection(agent.address, port, timeout=timeout)
+        conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
         conn.request("GET", hc.get("path") or "/")
         status = conn.getresponse().status
     except (OSError, http.client.HTTPException) as exc:
-        return False, f"GET {hc.get('path') or '/'} on {agent.address}:{port} failed: {exc}"
+        return False, f"GET {hc.get('path') or '/'} on {address}:{port} failed: {exc}"
     finally:
         conn.close()
     if 200 <= status < 400:
         return True, ""
-    return False, f"GET {hc.get('path') or '/'} on {agent.address}:{port} returned {status}"
+    return False, f"GET {hc.get('path') or '/'} on {address}:{port} returned {status}"

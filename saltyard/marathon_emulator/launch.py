@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import time
 import uuid
 
@@ -18,11 +19,14 @@ from . import appdef
 from .agents import (
     LABEL,
     Agent,
+    container_ips,
     container_labels,
+    container_networks,
     container_state,
     describe_exit,
     docker_run_kwargs,
     image_registry,
+    missing_networks,
 )
 from .appdef import now_version
 from .model import CONDITIONS, KILLING, RUNNING, STAGING, HealthState, Task
@@ -47,7 +51,7 @@ class LaunchMixin:
             message=message,
             appId=task.app_id,
             host=task.agent,
-            ipAddresses=[{"ipAddress": task.ip, "protocol": "IPv4"}] if task.ip else [],
+            ipAddresses=[{"ipAddress": ip, "protocol": "IPv4"} for ip in task.ips],
             ports=list(task.ports),
             version=task.version,
         )
@@ -104,14 +108,19 @@ class LaunchMixin:
             return False
         tasks = [t for t in self._app_tasks(app["id"]) if t.alive]
         placed = [self.agents[t.agent].info for t in tasks if t.agent in self.agents]
-        infos = [a.info for a in self.agents.values() if a.name not in self.down_machines]
+        # Marathon declines offers of agents in maintenance (DRAINING or DOWN).
+        unavailable = self._unavailable()
+        infos = [a.info for a in self.agents.values() if a.name not in unavailable]
         mode = appdef.network_mode(app)
         mappings = (app.get("container") or {}).get("portMappings") or []
+        # Per port definition or mapping: a fixed host port, 0 for a random one, None for none
+        # (a mapping on a container network without hostPort: Marathon takes no host port).
+        fixed: list[int | None]
         if mode == "host":
             defs = app.get("portDefinitions") or []
             fixed = [pd["port"] if app.get("requirePorts") else 0 for pd in defs]
         else:
-            fixed = [pm.get("hostPort", 0) for pm in mappings]
+            fixed = [pm.get("hostPort") for pm in mappings]
         candidates = []
         for info in eligible_agents(app.get("constraints") or [], infos, placed):
             taken = {p for t in self.tasks.values() if t.agent == info.name for p in t.ports}
@@ -125,18 +134,17 @@ class LaunchMixin:
         info, taken = min(candidates, key=lambda c: (load[c[0].name], c[0].name))
         agent = self.agents[info.name]
         try:
-            random_ports = iter(agent.pick_ports(sum(1 for p in fixed if not p), taken))
+            random_ports = iter(agent.pick_ports(sum(1 for p in fixed if p == 0), taken))
         except RuntimeError as exc:
             self.unplaced[app["id"]] = str(exc)
             return False
-        host_ports = [p or next(random_ports) for p in fixed]
+        by_index = [None if p is None else p or next(random_ports) for p in fixed]
+        host_ports = [p for p in by_index if p is not None]
         if mode == "host":
             container_ports = list(host_ports)
             service_ports = [pd["port"] for pd in app.get("portDefinitions") or []]
         else:
-            container_ports = [
-                pm.get("containerPort") or hp for pm, hp in zip(mappings, host_ports, strict=True)
-            ]
+            container_ports = container_ports_for(mappings, by_index)
             service_ports = [pm.get("servicePort", 0) for pm in mappings]
         self.unplaced.pop(app["id"], None)
         task = Task(
@@ -149,6 +157,7 @@ class LaunchMixin:
             container_ports=container_ports,
             service_ports=service_ports,
             staged_at=now_version(),
+            host_ports_by_index=by_index,
         )
         self.tasks[task.id] = task
         self._emit_status(task, STAGING)
@@ -161,7 +170,6 @@ class LaunchMixin:
         env.update(
             {
                 "HOST": task.agent,
-                "PORTS": ",".join(str(p) for p in task.ports),
                 "MARATHON_APP_ID": app["id"],
                 "MARATHON_APP_VERSION": app["version"],
                 "MARATHON_APP_DOCKER_IMAGE": image,
@@ -176,17 +184,28 @@ class LaunchMixin:
         for key, value in (app.get("labels") or {}).items():
             safe = "".join(c if c.isalnum() else "_" for c in key).upper()
             env[f"MARATHON_APP_LABEL_{safe}"] = value
-        if task.ports:
-            env["PORT"] = str(task.ports[0])
+        # Marathon's rules (EnvironmentHelper.portsEnv): PORT<i> is mapping i's host port, or
+        # its container port when it has none (container networks); PORT_<NAME> only for host
+        # ports; PORT and PORTS: the host ports, then container ports chosen at launch.
         mappings = (app.get("container") or {}).get("portMappings") or []
         defs = mappings or app.get("portDefinitions") or []
-        for i, port in enumerate(task.ports):
-            env[f"PORT{i}"] = str(port)
+        chosen = [
+            task.container_ports[i]
+            for i, hp in enumerate(task.slots)
+            if hp is None and i < len(mappings) and not mappings[i].get("containerPort")
+        ]
+        assigned = list(task.ports) + chosen
+        env["PORTS"] = ",".join(str(p) for p in assigned)
+        if assigned:
+            env["PORT"] = str(assigned[0])
+        for i, hp in enumerate(task.slots):
+            value = hp if hp is not None else task.container_ports[i]
+            env[f"PORT{i}"] = str(value)
             name = defs[i].get("name") if i < len(defs) else None
-            if name:
-                env[f"PORT_{name.upper().replace('-', '_')}"] = str(port)
+            if name and hp is not None:
+                env[f"PORT_{name.upper().replace('-', '_')}"] = str(hp)
             if mappings:
-                env[f"PORT_{task.container_ports[i]}"] = str(port)
+                env[f"PORT_{task.container_ports[i]}"] = str(value)
         return env
 
     def _ensure_image(self, agent: Agent, image: str, force_pull: bool) -> None:
@@ -218,6 +237,9 @@ class LaunchMixin:
             f"{LABEL}.version": task.version,
             f"{LABEL}.config-version": task.config_version,
             f"{LABEL}.ports": ",".join(str(p) for p in task.ports),
+            f"{LABEL}.host-ports-by-index": ",".join(
+                "-" if p is None else str(p) for p in task.slots
+            ),
             f"{LABEL}.container-ports": ",".join(str(p) for p in task.container_ports),
             f"{LABEL}.service-ports": ",".join(str(p) for p in task.service_ports),
             f"{LABEL}.staged-at": task.staged_at,
@@ -237,7 +259,7 @@ class LaunchMixin:
                 app,
                 task.id,
                 agent,
-                task.ports,
+                task.slots,
                 task.container_ports,
                 labels,
                 env,
@@ -245,11 +267,23 @@ class LaunchMixin:
                 self.use_init,
             )
             client = agent.client
+            networks = container_networks(app)
+            missing = missing_networks(client, networks)
+            if missing:
+                # Marathon hands the name to the agent, whose Docker refuses to run the
+                # container: the task fails (and is relaunched with backoff).
+                raise RuntimeError(
+                    f"the app's container network(s) {', '.join(map(repr, missing))} do not "
+                    f"exist on agent {task.agent}'s Docker engine (networks[].name; create the "
+                    "network on every agent the app may run on)"
+                )
             image = kwargs["image"]
             force_pull = ((app.get("container") or {}).get("docker") or {}).get("forcePullImage")
             self._ensure_image(agent, image, bool(force_pull))
             kwargs.pop("detach", None)
             container = client.containers.create(**kwargs)
+            for name in networks[1:]:
+                client.networks.get(name).connect(container)
             container.start()
             container.reload()
         except Exception as exc:  # any failure to launch is a TASK_FAILED with the reason
@@ -276,10 +310,7 @@ class LaunchMixin:
                 task.container_id = container.id
                 task.launching = False
                 task.launched_mono = time.monotonic()
-                networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
-                task.ip = next(
-                    (n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None
-                )
+                task.ips = container_ips(container, networks)
                 if task.killing:
                     self._docker_pool.submit(self._stop_task, task.id)
                 else:
@@ -403,7 +434,11 @@ class LaunchMixin:
 
         state = container.attrs.get("State", {})
         started = state.get("StartedAt", "")
-        networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
+        slots = [
+            None if p == "-" else int(p)
+            for p in labels.get(f"{LABEL}.host-ports-by-index", "").split(",")
+            if p
+        ]
         task = Task(
             id=labels[f"{LABEL}.task-id"],
             app_id=labels[f"{LABEL}.app-id"],
@@ -417,9 +452,10 @@ class LaunchMixin:
             state=RUNNING,
             started_at=(started[:23] + "Z") if len(started) >= 23 else now_version(),
             container_id=container.id,
-            ip=next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None),
             launching=False,
+            host_ports_by_index=slots,
         )
+        task.ips = container_ips(container, container_networks(self._def_for(task) or {}))
         try:
             age = time.time() - appdef.parse_ts(task.started_at).timestamp()
         except ValueError:
@@ -435,3 +471,21 @@ class LaunchMixin:
         ]
         self.tasks[task.id] = task
         log.info("adopted task %s of %s on %s", task.id, task.app_id, agent.name)
+
+
+def container_ports_for(mappings: list[dict], host_ports: list[int | None]) -> list[int]:
+    """Each port mapping's container port: its ``containerPort``, where 0 means its host port
+    (BRIDGE, or a container network with a ``hostPort``) or, for a mapping without a host port,
+    a port chosen at launch, as Marathon's ContainerPortGenerator does (1025-65535, none of the
+    app's other ports; the task learns it as ``$PORT<i>``, the API never shows it)."""
+    consumed = {pm.get("containerPort") or 0 for pm in mappings} | {p for p in host_ports if p}
+    ports = []
+    for pm, hp in zip(mappings, host_ports, strict=True):
+        port = pm.get("containerPort") or hp
+        if not port:
+            port = random.randint(1025, 65535)
+            while port in consumed:
+                port = random.randint(1025, 65535)
+        consumed.add(port)
+        ports.append(port)
+    return ports

@@ -1,11 +1,14 @@
 """Mesos maintenance, the master's operator API the emulator answers: the schedule (DRAINING
-machines), machines DOWN and UP. No task is placed on a DOWN agent; bringing one down kills its
-tasks. Mixed into ``Emulator``: state and lock are the Emulator's.
+machines), machines DOWN and UP, and the agent list (``/master/slaves``) that tells operators'
+tools each agent's attributes. No task is placed on an agent whose maintenance window has begun
+(DRAINING, as Marathon's maintenance mode declines its offers) or that is DOWN; bringing one down
+kills its tasks. Mixed into ``Emulator``: state and lock are the Emulator's.
 """
 
 from __future__ import annotations
 
 import copy
+import time
 
 from .model import ApiError
 
@@ -21,6 +24,19 @@ class MaintenanceMixin:
             for window in self.maintenance_windows
             for m in window.get("machine_ids", [])
         }
+
+    def _unavailable(self) -> set[str]:
+        """Agents no task may be placed on: DOWN, or in a window whose unavailability has begun.
+        Marathon (maintenance mode, on by default since 1.7) declines offers that carry an
+        unavailability starting before now + ``--draining_seconds`` (0 by default); a window
+        that starts later leaves the agent usable until then."""
+        now = time.time_ns()
+        started = set()
+        for window in self.maintenance_windows:
+            start = ((window.get("unavailability") or {}).get("start") or {}).get("nanoseconds")
+            if start is None or int(start) <= now:
+                started.update(m.get("hostname") for m in window.get("machine_ids", []))
+        return started | self.down_machines
 
     @staticmethod
     def _machine_names(machines: object, what: str) -> list[str]:
@@ -89,3 +105,22 @@ class MaintenanceMixin:
                 "draining_machines": [{"id": {"hostname": h}} for h in draining],
                 "down_machines": [{"hostname": h} for h in sorted(self.down_machines)],
             }
+
+    def agents_state(self) -> dict:
+        """``GET /master/slaves`` in Mesos's shape, with what the emulator knows: hostname,
+        attributes and the host-port range. It accounts no cpus, mem or disk, so it reports none
+        (a real master does; saltyard's drain then checks them)."""
+        with self.lock:
+            slaves = []
+            for agent in self.agents.values():
+                lo, hi = agent.port_range
+                slaves.append(
+                    {
+                        "id": agent.slave_id,
+                        "hostname": agent.name,
+                        "attributes": dict(agent.attributes),
+                        "active": True,
+                        "resources": {"ports": f"[{lo}-{hi}]"},
+                    }
+                )
+            return {"slaves": slaves, "recovered_slaves": []}

@@ -49,7 +49,10 @@ class Task:
     agent: str
     version: str
     config_version: str
+    # The host ports the task got, as Marathon shows them (``ports``): only those of port
+    # definitions and of port mappings with a host port.
     ports: list[int]
+    # Per port mapping (or definition), by index: the port inside the container.
     container_ports: list[int]
     service_ports: list[int]
     staged_at: str
@@ -58,14 +61,25 @@ class Task:
     started_mono: float = 0.0
     launched_mono: float = 0.0
     container_id: str | None = None
-    ip: str | None = None
+    # The container's addresses (``ipAddresses``): on its container networks, in the app's
+    # ``networks`` order; else on Docker's default bridge. Empty on host networking.
+    ips: list[str] = field(default_factory=list)
     launching: bool = True
     killing: bool = False
     health: list[HealthState] = field(default_factory=list)
+    # Per port mapping (or definition), by index: its host port, or None for a mapping without
+    # one (container networks). Empty: one per entry of ``ports`` (tasks adopted from an
+    # emulator that did not record it had a host port for every mapping).
+    host_ports_by_index: list[int | None] = field(default_factory=list)
 
     @property
     def alive(self) -> bool:
         return not self.killing
+
+    @property
+    def slots(self) -> list[int | None]:
+        """The host port of each port mapping or definition, by index (None: none)."""
+        return list(self.host_ports_by_index) if self.host_ports_by_index else list(self.ports)
 
 
 @dataclass

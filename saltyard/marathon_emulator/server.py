@@ -156,6 +156,8 @@ class Handler(BaseHTTPRequestHandler):
                 if m == "GET"
                 else self.method_not_allowed()
             )
+        if path == "/master/slaves":
+            return self._send(200, em.agents_state()) if m == "GET" else self.method_not_allowed()
         if path in ("/master/machine/down", "/master/machine/up"):
             if m != "POST":
                 return self.method_not_allowed()

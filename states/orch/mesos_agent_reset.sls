@@ -1,13 +1,22 @@
 {#- Drain a Mesos agent, reset it for an attribute change, and bring it back.
 
     salt-run state.orchestrate orch.mesos_agent_reset pillar='{"agent": "agent-fat"}'
+    salt-run state.orchestrate orch.mesos_agent_reset \
+        pillar='{"agent": "agent-fat", "accept_downtime": true}'
 
     The mesos.agent state refuses to change the attributes of an agent that has checkpointed
-    its agent info (Mesos would refuse to start it). This run: drains the agent through Mesos
-    maintenance (Marathon moves its tasks), applies mesos.agent with the reset flag (removes the
-    checkpoint, writes the new attributes), restarts the agent, re-applies the scheduler's role on
-    the operator node, brings the agent up, and verifies that mesos.agent has nothing left to do
-    (a test-mode run that fails on any predicted change: mesos_agent.converged).
+    its agent info (Mesos would refuse to start it). This run: drains the agent (mesos.drain:
+    maintenance scheduled, its tasks moved to other agents one at a time without going below
+    each app's healthy capacity, then the machine DOWN), applies mesos.agent with the reset flag
+    (removes the checkpoint, writes the new attributes), restarts the agent, re-applies the
+    scheduler's role on the operator node, brings the agent up, and verifies that mesos.agent has
+    nothing left to do (a test-mode run that fails on any predicted change: mesos_agent.converged).
+
+    When some app on the agent has nowhere else to go (the only agent of its env, a constraint no
+    other agent meets), the drain step fails naming the apps, before anything changed, and the
+    run stops there. Pillar accept_downtime: true, for this run only, lets the drain stop those
+    apps' tasks instead (they come back when the agent is up). Pillar drain_timeout bounds each
+    task's move (seconds, default 300).
 -#}
 {%- set agent = salt['pillar.get']('agent', '') %}
 {%- set agents = salt['pillar.get']('saltyard:members:mesos-agent', []) | map(attribute='name') | list %}
@@ -20,6 +29,11 @@
 {%- endif %}
 {%- set operator = operators[0].name %}
 {%- set install_packages = salt['pillar.get']('mesos:install_packages', True) %}
+{%- set accept_downtime = salt['pillar.get']('accept_downtime', False) %}
+{%- if accept_downtime not in (True, False) %}
+{{ raise("pillar accept_downtime=" ~ (accept_downtime | json) ~ " must be true or false") }}
+{%- endif %}
+{%- set drain_timeout = salt['pillar.get']('drain_timeout', 300) %}
 
 drain:
   salt.function:
@@ -28,7 +42,8 @@ drain:
     - arg:
       - {{ agent }}
     - kwarg:
-        timeout: 300
+        accept_downtime: {{ accept_downtime | json }}
+        timeout: {{ drain_timeout | json }}
 
 reset:
   salt.state:

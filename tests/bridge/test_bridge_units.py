@@ -14,11 +14,13 @@ from saltyard.bridge.metrics import Metrics
 from saltyard.bridge.registrations import (
     BAD_LABEL,
     HEALTHY,
+    NO_ADDRESS,
     NO_ENV,
     NO_HEALTH_CHECKS,
     NO_PORT,
     UNHEALTHY,
     UNRESOLVED_HOST,
+    Registration,
     desired_registrations,
     env_for,
     service_name_for,
@@ -356,3 +358,113 @@ def test_unknown_health_grace_is_a_setting_of_0_or_more():
     args = build_parser().parse_args(["--marathon", "http://m:8080", "--unknown-health-grace=-1"])
     with pytest.raises(SettingsError, match="--unknown-health-grace -1: must be 0 or more"):
         parse_settings(args, {})
+
+
+# ---------------------------------------------------------------------- container networks
+
+
+def on_network(*mappings: dict, **extra) -> dict:
+    """An app on the container network ``macvlan`` (Marathon 1.5+ shape) whose task has its
+    own address and one host port (for the mappings that ask for one)."""
+    return app(
+        networks=[{"mode": "container", "name": "macvlan"}],
+        container={"docker": {"image": "i"}, "portMappings": list(mappings)},
+        tasks=[
+            task(
+                "shop_web.1",
+                ports=[31005],
+                ipAddresses=[{"ipAddress": "172.30.0.77", "protocol": "IPv4"}],
+            )
+        ],
+        **extra,
+    )
+
+
+def test_a_container_network_task_registers_its_own_address_and_container_port():
+    (reg,) = desired_registrations(on_network({"containerPort": 8080}), resolve).registrations
+    assert (reg.address, reg.port) == ("172.30.0.77", 8080)
+    # still on its agent host's node, whose address stays the host's
+    assert (reg.node, reg.node_address) == ("marathon-agent-fat", "10.0.0.7")
+    assert dict(reg.meta)["marathon-network"] == "macvlan"
+    assert dict(reg.meta)["marathon-host"] == "agent-fat"
+    # the same task on BRIDGE networking: the agent's address and the host port, as before
+    (bridged,) = plan(tasks=[task("shop_web.1", ports=[31005])]).registrations
+    assert (bridged.address, bridged.port, bridged.node_address) == ("10.0.0.7", 31005, "10.0.0.7")
+    assert "marathon-network" not in dict(bridged.meta)
+
+
+def test_the_port_index_picks_the_mapping_and_a_zero_container_port_its_host_port():
+    mappings = (
+        {"containerPort": 8080},  # no host port
+        {"containerPort": 9090, "hostPort": 0},  # the task's ports[0]
+        {"containerPort": 0, "hostPort": 0},  # container port = its host port, ports[1]
+    )
+    base = on_network(*mappings)
+    base["tasks"][0]["ports"] = [31005, 31006]
+
+    def port(index: str) -> int:
+        labels = {"saltyard.port-index": index}
+        (reg,) = desired_registrations({**base, "labels": labels}, resolve).registrations
+        assert reg.address == "172.30.0.77"
+        return reg.port
+
+    assert [port("0"), port("1"), port("2")] == [8080, 9090, 31006]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "said"),
+    [
+        ({"labels": {"saltyard.port-index": "1"}}, NO_PORT, "1 port mapping(s), no port index 1"),
+        ({"mapping": {"containerPort": 0}}, NO_PORT, "containerPort 0 and no hostPort"),
+        ({"ipAddresses": []}, NO_ADDRESS, "no IPv4 address in Marathon's ipAddresses yet"),
+        (
+            {"ipAddresses": [{"ipAddress": "fd00::7", "protocol": "IPv6"}]},
+            NO_ADDRESS,
+            "no IPv4 address",
+        ),
+        ({"host": "nowhere"}, UNRESOLVED_HOST, "agent host 'nowhere'"),
+    ],
+)
+def test_container_network_tasks_left_out_say_why(change, reason, said):
+    body = on_network(change.get("mapping", {"containerPort": 8080}))
+    body["labels"] = change.get("labels", {})
+    for key in ("ipAddresses", "host"):
+        if key in change:
+            body["tasks"][0][key] = change[key]
+    result = desired_registrations(body, resolve)
+    assert result.registrations == []
+    (problem,) = result.task_problems.values()
+    assert problem[0] == reason and said in problem[1], problem
+
+
+def test_a_staging_container_network_task_is_not_registered():
+    body = on_network({"containerPort": 8080})
+    body["tasks"][0].update(state="TASK_STAGING", ipAddresses=[], healthCheckResults=[])
+    result = desired_registrations(body, resolve)
+    assert result.registrations == [] and result.skip_reason is None
+
+
+def test_the_pre_15_user_network_shape_counts_as_a_container_network():
+    body = app(
+        container={
+            "docker": {"image": "i", "network": "USER", "portMappings": [{"containerPort": 80}]}
+        },
+        tasks=[task("t", ipAddresses=[{"ipAddress": "10.9.0.4", "protocol": "IPv4"}])],
+    )
+    (reg,) = desired_registrations(body, resolve).registrations
+    assert (reg.address, reg.port) == ("10.9.0.4", 80)
+    assert "marathon-network" not in dict(reg.meta)  # unnamed
+
+
+def test_a_node_keeps_its_host_address_whatever_its_services_have():
+    regs = desired_registrations(on_network({"containerPort": 8080}), resolve).registrations
+    regs += plan(tasks=[task("b")]).registrations  # a host-port task on the same agent
+    ops = registration_ops(regs, {})
+    nodes = [op["Node"]["Node"] for op in ops if "Node" in op]
+    assert nodes == [
+        {"Node": "marathon-agent-fat", "Address": "10.0.0.7", "Meta": nodes[0]["Meta"]}
+    ]
+    # read back from the catalog (service address, node address), it is the same registration
+    reg = regs[0]
+    back = Registration.from_catalog(reg.node, regs[0].service_body(), "10.0.0.7")
+    assert back == reg

@@ -1,9 +1,15 @@
-"""orch.mesos_agent_reset: drain an agent through Mesos maintenance (Marathon moves its tasks),
-reset it for an attribute change, bring it back; and its refusal of a bad agent name."""
+"""orch.mesos_agent_reset: drain an agent (its tasks moved elsewhere one at a time, then the
+machine DOWN), reset it for an attribute change, bring it back; its refusal of a bad agent name;
+and the drain's refusal, before any change, of an agent whose tasks have nowhere else to go.
+
+The local cluster has one agent per env, so an app pinned to the drained agent's env (``env
+CLUSTER uat``) has nowhere to go: the run refuses unless its pillar says ``accept_downtime``.
+The app that can move (``env LIKE uat|prod``) moves to agent-prod before the agent goes DOWN."""
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 import pytest
@@ -14,10 +20,14 @@ from tests.support.wait import wait_until
 pytestmark = pytest.mark.cluster
 
 APP_ID = "/convergence/spread"
+PINNED_ID = "/convergence/pinned-uat"
 CHECKPOINT = "/var/lib/mesos/meta/slaves/latest"
+UNCLOSED = re.compile(
+    r"(\[WARNING *\] )?unclosed [\w.]+ <[^>]*>; call ``destroy\(\)`` or use as a context manager\n?"
+)
 
 
-def orchestrate(cluster, agent: str) -> tuple[int, str]:
+def orchestrate(cluster, agent: str, **pillar) -> tuple[int, str]:
     master = cluster.inventory.master.name
     return cluster.exec(
         master,
@@ -26,7 +36,7 @@ def orchestrate(cluster, agent: str) -> tuple[int, str]:
             "--out=json",
             "state.orchestrate",
             "orch.mesos_agent_reset",
-            f"pillar={json.dumps({'agent': agent})}",
+            f"pillar={json.dumps({'agent': agent, **pillar})}",
         ],
         check=False,
     )
@@ -34,21 +44,33 @@ def orchestrate(cluster, agent: str) -> tuple[int, str]:
 
 def orchestration_steps(text: str) -> dict[str, dict]:
     """The steps' results in `salt-run --out=json state.orchestrate` output, by state id (the
-    output may carry warnings before the JSON)."""
-    start = text.index("{")
-    result, _ = json.JSONDecoder().raw_decode(text[start:])
-    (steps,) = result["data"].values()
-    return {key.split("_|-")[1]: {"key": key, **ret} for key, ret in steps.items()}
+    output may carry warnings and log lines before the JSON, a failed step's error among them,
+    with braces of its own)."""
+    # Salt's "unclosed ..." resource warnings go to stderr, which the exec merges with stdout:
+    # one can land inside the JSON, mid-string.
+    text = UNCLOSED.sub("", text)
+    decoder = json.JSONDecoder()
+    start = text.find("{")
+    while start >= 0:
+        try:
+            result, _ = decoder.raw_decode(text[start:])
+        except json.JSONDecodeError:
+            result = None
+        if isinstance(result, dict) and "data" in result:
+            (steps,) = result["data"].values()
+            return {key.split("_|-")[1]: {"key": key, **ret} for key, ret in steps.items()}
+        start = text.find("{", start + 1)
+    raise AssertionError(f"no orchestration result in:\n{text}")
 
 
-def spread_app(image: str) -> dict:
+def spread_app(image: str, app_id: str = APP_ID, instances: int = 2, constraint=None) -> dict:
     return {
-        "id": APP_ID,
+        "id": app_id,
         "cmd": "exec python3 -m http.server $PORT0",
         "cpus": 0.1,
         "mem": 64,
-        "instances": 2,
-        "constraints": [["env", "LIKE", "uat|prod"]],
+        "instances": instances,
+        "constraints": [constraint or ["env", "LIKE", "uat|prod"]],
         "container": {
             "type": "DOCKER",
             "docker": {"image": image, "network": "BRIDGE"},
@@ -72,24 +94,53 @@ def test_unknown_agent_is_refused(cluster, converged):
     assert "agent-nosuch" in out and "is not a mesos-agent" in out, out
 
 
-def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
-    drained, other = two_agents
-    control = next(n.name for n in cluster.nodes if n.has_role("marathon"))
-    app = json.dumps(spread_app(registry_image))
+def present(cluster, control: str, app: dict) -> None:
     out = cluster.salt(
         [control],
         "state.single",
         "marathon_app.present",
-        f"name={APP_ID}",
-        f"app={app}",
+        f"name={app['id']}",
+        f"app={json.dumps(app)}",
         "timeout=240",
     )[control]
     (ret,) = out.values()
     assert ret["result"] is True, ret
+
+
+def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
+    drained, other = two_agents
+    control = next(n.name for n in cluster.nodes if n.has_role("marathon"))
+    present(cluster, control, spread_app(registry_image))
+    pinned = spread_app(registry_image, PINNED_ID, 1, ["env", "CLUSTER", "uat"])
+    present(cluster, control, pinned)
     h = host(drained)
     try:
         tasks = cluster.salt([control], "marathon.tasks", APP_ID)[control]
         assert sorted(t["host"] for t in tasks) == sorted([drained, other]), tasks
+
+        def ours() -> dict[str, str]:
+            # Only this test's apps: others' tasks may come and go meanwhile.
+            return {
+                t["id"]: t["host"]
+                for app_id in (APP_ID, PINNED_ID)
+                for t in cluster.salt([control], "marathon.tasks", app_id)[control]
+            }
+
+        placed = ours()
+        assert sorted(placed.values()) == sorted([drained, drained, other]), placed
+
+        # Nowhere to go for the pinned app (agent-uat is the only uat agent): refused before
+        # any change, the run stopped at the drain.
+        code, text = orchestrate(cluster, drained)
+        assert code != 0, text
+        assert f"refusing to drain {drained}" in text and PINNED_ID in text, text
+        assert "accept_downtime" in text, text
+        steps = orchestration_steps(text)
+        assert steps["drain"]["result"] is False, steps["drain"]
+        assert steps["reset"]["result"] is False and not steps["reset"]["changes"], steps
+        status = cluster.salt([control], "mesos.maintenance_status")[control]
+        assert status == {"draining_machines": [], "down_machines": []}, status
+        assert ours() == placed
 
         # The agent's attributes changed under its checkpoint: a plain run refuses.
         cluster.exec(drained, ["mkdir", "-p", CHECKPOINT])
@@ -99,8 +150,14 @@ def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
             not r["result"] and "refusing to change" in r["comment"] for r in refused.values()
         ), refused
 
-        code, text = orchestrate(cluster, drained)
+        code, text = orchestrate(cluster, drained, accept_downtime=True)
         assert code == 0, text
+        # The drain moved the spread app's task (started its replacement on the other agent
+        # first) and stopped the pinned one's, whose downtime this run accepted.
+        report = orchestration_steps(text)["drain"]["changes"]["ret"][control]
+        spread_moves = [m for m in report["moved"] if m["app"] == APP_ID]
+        assert len(spread_moves) == 1 and spread_moves[0]["to"] == other, report
+        assert PINNED_ID in report["downtime_accepted"], report
         # The last step checks in test mode and applies nothing: a salt.function step calling
         # mesos_agent.converged, whose return is the count of states it checked (an apply, as
         # salt.state would be, returns state results).
@@ -130,9 +187,10 @@ def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
             drained, ["rm", "-rf", "/var/lib/mesos/meta", "/etc/mesos-slave/attributes/rack"]
         )
         cluster.salt([control], "mesos.up", drained)
-        cluster.salt(
-            [control], "state.single", "marathon_app.absent", f"name={APP_ID}", "force=True"
-        )
+        for app_id in (APP_ID, PINNED_ID):
+            cluster.salt(
+                [control], "state.single", "marathon_app.absent", f"name={app_id}", "force=True"
+            )
 
 
 def test_converged_check_names_a_pending_change_and_changes_nothing(cluster, converged):

@@ -5,7 +5,8 @@
   run under ``CI=true``;
 - ``wait``: ``wait_until``, ``free_port``, ``tail``;
 - ``consul``: the one Consul launcher (a dev agent or a one-server datacenter, ACLs on);
-- ``docker``: the Docker client, the task image and the session's container cleanup;
+- ``docker``: the Docker client, the task image, user-defined test networks and the
+  session's cleanup of containers and networks;
 - ``emulator``: the Marathon-API emulator as a subprocess;
 - ``bridge``: the bridge as a subprocess, and the test app definition it serves;
 - ``versions``: pinned versions of outside tools (consul-template).

@@ -288,3 +288,41 @@ def test_upgrade_to_new_shape_keeps_new_port_mappings_and_new_shape_apps():
     assert upgrade_to_new_shape(app) == app
     both = {"container": {"portMappings": [1], "docker": {"portMappings": [2]}}}
     assert upgrade_to_new_shape(both)["container"] == {"portMappings": [1], "docker": {}}
+
+
+def on_networks(*networks: dict, mappings: list | None = None) -> dict:
+    app = bridged(networks=list(networks), healthChecks=[])
+    app["container"]["portMappings"] = mappings if mappings is not None else []
+    return app
+
+
+def test_container_networks_one_or_several_are_valid():
+    named = {"mode": "container", "name": "macvlan"}
+    assert validate_app(on_networks(named, mappings=[{"containerPort": 80}])) == []
+    assert validate_app(on_networks(named, mappings=[{"containerPort": 80, "hostPort": 0}])) == []
+    two = on_networks(named, {"mode": "container", "name": "b"}, mappings=[{"containerPort": 80}])
+    assert validate_app(two) == []
+
+
+@pytest.mark.parametrize(
+    "networks",
+    [
+        [{"mode": "host"}, {"mode": "container", "name": "a"}],
+        [{"mode": "container/bridge"}, {"mode": "container/bridge"}],
+        [{"mode": "host"}, {"mode": "host"}],
+    ],
+)
+def test_network_modes_do_not_mix(networks):
+    error = only(validate_app(on_networks(*networks)))
+    assert error.path == "/networks" and "never a mix" in error.message, error
+
+
+def test_no_host_port_with_several_container_networks():
+    app = on_networks(
+        {"mode": "container", "name": "a"},
+        {"mode": "container", "name": "b"},
+        mappings=[{"containerPort": 80}, {"containerPort": 81, "hostPort": 0}],
+    )
+    error = only(validate_app(app))
+    assert error.path == "/container/portMappings(1)/hostPort", error
+    assert "several container networks" in error.message

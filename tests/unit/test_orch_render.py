@@ -84,3 +84,31 @@ def test_release_without_app_ref_or_version_is_refused_by_name(master, missing):
         master.show_sls("orch.release", pillar=pillar)
     assert "orch.release needs app, ref and version" in str(refused.value)
     assert f'{missing}=""' in str(refused.value)
+
+
+def test_agent_reset_drains_refusing_downtime_unless_the_run_accepts_it(master):
+    # Without the flag the drain refuses an agent whose tasks have nowhere to go (the local
+    # cluster has one agent per env); the run's own pillar, not the site's, may accept it.
+    drain = state_args(
+        master.show_sls("orch.mesos_agent_reset", pillar={"agent": "agent-fat"}), "drain"
+    )
+    assert drain["fun"] == "salt.function" and drain["name"] == "mesos.drain"
+    assert drain["arg"] == ["agent-fat"]
+    assert drain["kwarg"] == {"accept_downtime": False, "timeout": 300}
+    accepted = master.show_sls(
+        "orch.mesos_agent_reset",
+        pillar={"agent": "agent-fat", "accept_downtime": True, "drain_timeout": 600},
+    )
+    assert state_args(accepted, "drain")["kwarg"] == {"accept_downtime": True, "timeout": 600}
+    reset = state_args(accepted, "reset")
+    assert requisites(reset, "require") == ["salt: drain"]
+
+
+def test_agent_reset_refuses_an_accept_downtime_that_is_not_a_boolean(master):
+    from tests.state_render import RenderRefused
+
+    with pytest.raises(RenderRefused) as refused:
+        master.show_sls(
+            "orch.mesos_agent_reset", pillar={"agent": "agent-fat", "accept_downtime": "maybe"}
+        )
+    assert 'accept_downtime="maybe" must be true or false' in str(refused.value)

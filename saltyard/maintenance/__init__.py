@@ -1,0 +1,1 @@
+"""Taking Mesos agents out of service without taking the applications down (drain.py)."""
