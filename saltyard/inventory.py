@@ -368,6 +368,71 @@ def check_vip(address: object, network: dict, nodes: list[dict]) -> str:
     return text
 
 
+def check_ipam_pools(
+    pools: object, network: dict, nodes: list[dict], vips: dict[str, object] | None = None
+) -> tuple:
+    """The IPAM plugin's pools (pillar ``ipam:pools``) validated against the cluster network,
+    as ``saltyard.ipam.pools.Pool`` objects, or ValueError naming the bad value.
+
+    ``network`` and ``nodes`` are the pillar's ``saltyard:cluster:network`` and
+    ``saltyard:nodes``; ``vips`` maps a VIP's pillar path to its address (unset ones are
+    skipped). A pool's containers share the nodes' segment through the macvlan parent, so its
+    subnet must lie inside the cluster network, and it must never hand out an address that a
+    node, a VIP, the cluster's gateway or Docker's ip_range (where the node engines' own
+    networks hand out addresses) already uses. A reserved address of the pool is clear of them.
+    The pool rules themselves (gateway inside the subnet, overlapping pools, ...) are
+    ``saltyard.ipam.pools``'s.
+    """
+    # Imported here: the inventory is read where the IPAM code is not needed (the Vagrantfile).
+    from saltyard.ipam.pools import parse_pools, pool_overlapping
+
+    where = "pillar ipam:pools"
+    try:
+        parsed = parse_pools(pools)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    subnet_text = (network or {}).get("subnet")
+    if not subnet_text:
+        raise ValueError(
+            f"{where}: pillar saltyard:cluster:network:subnet is missing, so the pools cannot be "
+            "checked (the master's inventory ext_pillar sets it)"
+        )
+    subnet = ipaddress.ip_network(subnet_text)
+    for pool in parsed:
+        if pool.subnet.version != subnet.version or not pool.subnet.subnet_of(subnet):
+            raise ValueError(
+                f"{where}: pool {pool.name!r} subnet {pool.subnet} is outside the cluster network "
+                f"{subnet} (saltyard:cluster:network:subnet): its containers join the nodes' "
+                "network through the macvlan parent"
+            )
+
+    def refuse(used: str, what: str) -> None:
+        pool = pool_overlapping(parsed, used)
+        if pool is not None:
+            raise ValueError(
+                f"{where}: pool {pool.name!r} range {pool.range_text} would hand out {used}, "
+                f"{what}; choose a range clear of it (or list it in the pool's reserved)"
+            )
+
+    for node in nodes or []:
+        refuse(str(node.get("address")), f"the address of node {node.get('name')}")
+    if network.get("gateway"):
+        refuse(str(network["gateway"]), "the cluster network's gateway")
+    for path, address in sorted((vips or {}).items()):
+        if address:
+            refuse(str(address), f"the VIP {path}")
+    ip_range = network.get("ip_range")
+    if ip_range:
+        pool = pool_overlapping(parsed, str(ip_range))
+        if pool is not None:
+            raise ValueError(
+                f"{where}: pool {pool.name!r} range {pool.range_text} overlaps Docker's ip_range "
+                f"{ip_range} (saltyard:cluster:network:ip_range), where the nodes' engines hand "
+                "out addresses; choose a range outside it"
+            )
+    return parsed
+
+
 def load(path: str | os.PathLike | None = None) -> Inventory:
     """Read and validate the inventory (default: $SALTYARD_INVENTORY or salt/inventory.yaml)."""
     path = Path(path or os.environ.get("SALTYARD_INVENTORY") or DEFAULT_PATH)

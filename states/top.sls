@@ -26,6 +26,7 @@ base:
   'I@saltyard:roles:mesos-agent':
     - match: compound
     - mesos.agent
+    - ipam
   'I@saltyard:roles:discovery':
     - match: compound
     - discovery

@@ -55,6 +55,18 @@ consul:
       source: https://packages.example.internal/consul/consul.gpg
       fingerprints: [89ABCDEF0123456789ABCDEF0123456789ABCDEF]
 
+# The agents' macvlan network (states/ipam, docs/ipam.md): containers take addresses of the
+# hosts' own network from this pool, which the site's inventory must leave free (no host, VIP or
+# Docker ip_range in it: the render refuses a pool that overlaps any of them). The parent is the
+# interface holding each agent's inventory address unless ipam:network:parent names another.
+ipam:
+  pools:
+    - name: tasks
+      subnet: 10.20.0.0/16
+      gateway: 10.20.0.1
+      range: 10.20.128.0/20
+      reserved: [10.20.128.1-10.20.128.9]
+
 lb:
   domain: apps.example.internal
   consul_template:

@@ -47,6 +47,19 @@ registry:
   client:
     ca_file: /usr/local/share/ca-certificates/saltyard-cluster.crt
 
+# The agents' macvlan network and its IPAM plugin (states/ipam, docs/ipam.md). Tasks on it get
+# an address of the cluster network itself, from this pool: 172.30.0.224-239, clear of every
+# node (.10-.70 and lvs1 at .140), the registry VIP (.200), the gateway (.1) and Docker's
+# ip_range (172.30.0.0/25, where the node containers' addresses come from); the render refuses
+# a pool that is not. The parent is each agent's own eth0 on the cluster bridge (the interface
+# holding its inventory address), never the host machine's.
+ipam:
+  pools:
+    - name: tasks
+      subnet: 172.30.0.0/24
+      gateway: 172.30.0.1
+      range: 172.30.0.224/28
+
 # Consul 1.8.7 (MPL) from Debian bullseye: only that package comes from the bullseye suite. The
 # gossip key and the ACL tokens are generated on the master (salt/secrets.yaml).
 consul:

@@ -5,9 +5,11 @@
 {%- import_text 'salt/consul/policies/bridge.hcl' as bridge_rules %}
 {%- import_text 'salt/consul/policies/lb.hcl' as lb_rules %}
 {%- import_text 'salt/consul/policies/release.hcl' as release_rules %}
-{%- set policies = {'agent': agent_rules, 'bridge': bridge_rules, 'lb': lb_rules, 'release': release_rules} %}
+{%- import_text 'salt/consul/policies/ipam.hcl' as ipam_rules %}
+{%- import_text 'salt/consul/policies/ipam-read.hcl' as ipam_read_rules %}
+{%- set policies = {'agent': agent_rules, 'bridge': bridge_rules, 'lb': lb_rules, 'release': release_rules, 'ipam': ipam_rules, 'ipam-read': ipam_read_rules} %}
 {#- token name (pillar consul:acl:tokens:<name>) -> its policies #}
-{%- set tokens = {'agent': ['agent'], 'discovery': ['bridge'], 'lb': ['lb'], 'release': ['release']} %}
+{%- set tokens = {'agent': ['agent'], 'discovery': ['bridge'], 'lb': ['lb'], 'release': ['release'], 'ipam': ['ipam'], 'ipam_read': ['ipam-read']} %}
 
 consul-leader:
   consul_acl.leader:

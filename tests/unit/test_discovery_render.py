@@ -15,7 +15,10 @@ PILLAR = {
         "encrypt": "bm90LWEta2V5LW5vdC1hLWtleS1ub3QtYS1rZXk=",
         "acl": {
             "master_token": "not-a-token",
-            "tokens": {t: "not-a-token" for t in ("agent", "discovery", "lb", "release")},
+            "tokens": {
+                t: "not-a-token"
+                for t in ("agent", "discovery", "lb", "release", "ipam", "ipam_read")
+            },
         },
     },
 }

@@ -28,7 +28,14 @@ SECRETS = {
         "encrypt": "not-a-key",
         "acl": {
             "master_token": "m",
-            "tokens": {"agent": "a", "lb": "b", "discovery": "d", "release": "r"},
+            "tokens": {
+                "agent": "a",
+                "lb": "b",
+                "discovery": "d",
+                "release": "r",
+                "ipam": "i",
+                "ipam_read": "j",
+            },
         },
     },
     "marathon": {"http_credentials": {"password": "not-a-password"}},

@@ -35,6 +35,17 @@ def _functions(path: Path) -> tuple[str, list[tuple[str, str]]]:
     return name, functions
 
 
+def _salt_function_name(path: Path, function: str) -> str:
+    """The name Salt calls ``function`` by: its ``__func_alias__`` entry (``list_`` for
+    ``list``, which would shadow Python's builtin), else its own."""
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__func_alias__" for t in node.targets
+        ):
+            return ast.literal_eval(node.value).get(function, function)
+    return function
+
+
 def _example(kind: str, docstring: str) -> str | None:
     """The code block that follows the example label, dedented, or None."""
     label = docstring.find(LABEL[kind])
@@ -70,7 +81,7 @@ def test_public_function_has_an_example(kind, path, function):
     example = _example(kind, docstring)
     where = f"{path.relative_to(REPO)}: {function}"
     assert example is not None, f"{where}: no '{LABEL[kind]}' with a {LANGUAGE[kind]} code block"
-    call = f"{salt_name}.{function}"
+    call = f"{salt_name}.{_salt_function_name(path, function)}"
     if kind == "_modules":
         assert re.search(rf"^salt(-call)?\s+.*\b{re.escape(call)}\b", example, re.M), (
             f"{where}: the CLI example does not call {call}:\n{example}"
