@@ -157,11 +157,26 @@ class Attack:
     def running(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
         """End the attack now (vegeta stops sending on SIGINT and writes what it recorded);
-        ``result()`` then decodes the requests sent so far."""
-        if self.running():
+        ``result()`` then decodes the requests sent so far.
+
+        A SIGINT that comes before vegeta listens for it is lost when the process started with
+        SIGINT ignored (any background job of a non-interactive shell, as CI runs us), and kills
+        it outright otherwise; vegeta listens before it writes its first result. So: wait for
+        the first result, then signal, and again each second until it has ended."""
+        first = time.monotonic() + timeout / 3
+        while self.running() and time.monotonic() < first:
+            if self.results_file.exists() and self.results_file.stat().st_size > 0:
+                break
+            time.sleep(0.05)
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
             self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(1.0)
+            except subprocess.TimeoutExpired:
+                continue
 
     def result(self) -> AttackResult:
         """Wait for the attack (its duration plus the request timeout, and a margin), decode."""
