@@ -126,7 +126,16 @@ def test_task_joins_the_network_with_its_own_address_and_no_host_port(
 
         # Served on the task's own address and container port, and on the published one.
         assert requests.get(f"http://{address}:8080/", timeout=5).status_code == 200
-        assert requests.get(f"http://127.0.0.1:{host_port}/", timeout=5).status_code == 200
+        # The health check covers only port 8080: the 9090 server, started beside it, may not
+        # listen yet, and docker-proxy then accepts and closes at once. Wait for it, bounded.
+        published = f"http://127.0.0.1:{host_port}/"
+        served = wait_until(
+            lambda: requests.get(published, timeout=5),
+            15,
+            message=published,
+            ignore=(requests.ConnectionError,),
+        )
+        assert served.status_code == 200
     finally:
         client.delete_app(app_id, force=True)
 
