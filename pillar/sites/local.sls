@@ -60,6 +60,15 @@ ipam:
       gateway: 172.30.0.1
       range: 172.30.0.224/28
 
+# The bridge (discovery role) frees allocations of the pool above whose Marathon task is gone,
+# at its full resyncs: a short grace and resync interval here so that the cluster tests see it
+# happen within a minute (defaults: 300 s and 60 s).
+discovery:
+  resync_interval: 20
+  ipam_reconcile:
+    enabled: True
+    grace: 20
+
 # Consul 1.8.7 (MPL) from Debian bullseye: only that package comes from the bullseye suite. The
 # gossip key and the ACL tokens are generated on the master (salt/secrets.yaml).
 consul:

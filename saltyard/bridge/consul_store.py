@@ -103,6 +103,20 @@ class ConsulStore:
             snap.nodes[name] = entry
         return snap
 
+    def kv_tree(self, prefix: str) -> list[dict[str, Any]]:
+        """Every KV entry under ``prefix`` (one recursive read), as Consul answers them
+        (``Key``, ``Value``, ``ModifyIndex``, ...).
+
+        A recursive read answers only the keys the token may read, and a token that may read
+        none of them gets an empty answer, not an error: a token without the rule would look
+        like a prefix with nothing under it. So the prefix key itself is read first, a plain
+        read that Consul refuses (403, ConsulDenied) to such a token."""
+        self._call(lambda: self.client.kv.get(prefix), f"reading {prefix} (access check)")
+        _, entries = self._call(
+            lambda: self.client.kv.get(prefix, recurse=True), f"reading {prefix} recursively"
+        )
+        return list(entries or [])
+
     # ------------------------------------------------------------------ session and lock
 
     def create_session(self, name: str, ttl: float, lock_delay: float) -> str:
@@ -181,6 +195,34 @@ class ConsulStore:
                 raise LockLost(f"the lock {key} is not held by session {session_id}", status)
             what = "; ".join(f"op {e.get('OpIndex')}: {e.get('What')}" for e in errors)
             raise ConsulError(f"catalog transaction refused (HTTP {status}): {what}", status)
+
+    def delete_fenced(self, key: str, modify_index: int, lock_key: str, session_id: str) -> bool:
+        """Delete ``key`` if it is still at ``modify_index``, in one transaction guarded by
+        this session holding ``lock_key``. False when the key changed or went since it was
+        read (nothing deleted); raises LockLost when the session does not hold the lock and
+        ConsulDenied when the token may not read or delete the key.
+
+        ``check-index`` before the ``delete-cas``: Consul's delete-cas of a key that no longer
+        exists succeeds without doing anything, which would read as a delete; check-index
+        fails for a missing key as for a changed one."""
+        ops = [
+            {"KV": {"Verb": "check-session", "Key": lock_key, "Session": session_id}},
+            {"KV": {"Verb": "check-index", "Key": key, "Index": modify_index}},
+            {"KV": {"Verb": "delete-cas", "Key": key, "Index": modify_index}},
+        ]
+        status, answer = self._put_raw("/v1/txn", ops, f"deleting {key}")
+        if status == 200:
+            return True
+        errors = (answer or {}).get("Errors") if isinstance(answer, dict) else None
+        errors = errors or [{"OpIndex": None, "What": str(answer)}]
+        what = "; ".join(f"op {e.get('OpIndex')}: {e.get('What')}" for e in errors)
+        if any(e.get("OpIndex") == 0 for e in errors):
+            raise LockLost(f"the lock {lock_key} is not held by session {session_id}", status)
+        if any("permission denied" in str(e.get("What")).lower() for e in errors):
+            raise ConsulDenied(f"deleting {key}: permission denied by Consul ACLs: {what}", 403)
+        if status == 409 and all(e.get("OpIndex") in (1, 2) for e in errors):
+            return False  # changed or gone since it was read
+        raise ConsulError(f"deleting {key}: transaction refused (HTTP {status}): {what}", status)
 
 
 # ---------------------------------------------------------------------- transaction operations

@@ -23,6 +23,7 @@ from typing import Any
 from saltyard.clients.marathon import MarathonClient, MarathonError, MarathonEvent
 
 from .consul_store import (
+    ConsulDenied,
     ConsulError,
     ConsulStore,
     LockLost,
@@ -31,6 +32,7 @@ from .consul_store import (
     op_service_delete,
     registration_ops,
 )
+from .ipam import IpamReaper
 from .leader import Backoff, LeaderLock
 from .metrics import Metrics
 from .registrations import (
@@ -159,6 +161,19 @@ class Bridge:
             on_change=self._leadership_changed,
             max_backoff=settings.max_backoff,
         )
+        # Freeing IPAM allocations whose Marathon task is gone (ipam.py), after full resyncs.
+        self.ipam = (
+            IpamReaper(
+                self.store,
+                self.metrics,
+                prefix=settings.ipam_prefix,
+                grace=settings.ipam_grace,
+            )
+            if settings.ipam_reconcile
+            else None
+        )
+        # Counts leadership changes: the IPAM clocks start again in every new term.
+        self._term = 0
         self._cond = threading.Condition()
         self._full_due = True
         self._dirty: set[str] = set()
@@ -204,6 +219,7 @@ class Bridge:
 
     def _leadership_changed(self, active: bool) -> None:
         with self._cond:
+            self._term += 1
             if active:
                 # A new term: what Consul holds may have changed under another bridge.
                 self._full_due = True
@@ -384,6 +400,38 @@ class Bridge:
             len(self._registered),
             time.monotonic() - started,
         )
+        if self.ipam is not None:
+            self._reconcile_ipam(apps)
+
+    def _reconcile_ipam(self, apps: list[dict]) -> None:
+        """Free the IPAM allocations whose Marathon task is gone (ipam.py), against the task
+        list of the resync just done. Its failures are its own: the catalog is written, so a
+        Consul error here is logged and counted (``errors{source="ipam"}``) and the bridge goes
+        on. Only a lost lock goes up, to make the bridge passive as for any write."""
+        with self._cond:
+            term = self._term
+        session = self.leader.session_id
+        if not self.leader.active or session is None:
+            return
+        task_ids = [
+            task.get("id") or ""
+            for app in apps
+            for task in app.get("tasks") or []
+            if isinstance(task, dict)
+        ]
+        try:
+            self.ipam.run(task_ids, self.settings.lock_key, session, term)
+        except LockLost:
+            raise
+        except ConsulError as exc:
+            self.metrics.inc("errors", "ipam")
+            self.ipam.failed(str(exc))
+            level = logging.ERROR if isinstance(exc, ConsulDenied) else logging.WARNING
+            log.log(level, "IPAM reconciliation skipped (nothing freed): %s", exc)
+        except Exception as exc:  # noqa: BLE001 - the catalog side must not fail for it
+            self.metrics.inc("errors", "ipam")
+            self.ipam.failed(f"internal: {exc}")
+            log.exception("IPAM reconciliation failed")
 
     def _resync_apps(self, app_ids: set[str]) -> None:
         for app_id in sorted(app_ids):
@@ -620,6 +668,7 @@ class Bridge:
             "consul": {"url": self.settings.consul_url, "ok": self.consul_ok},
             "registered_instances": len(self._registered) if active else None,
             "skipped_apps": dict(sorted(skipped.items())),
+            "ipam": self.ipam.status(active) if self.ipam else {"enabled": False},
             "counters": self.metrics.as_json(),
         }
         return (503 if stale else 200), body
@@ -643,4 +692,9 @@ class Bridge:
                 float(self.stream_connected),
             ),
         }
+        if self.ipam is not None:
+            gauges["ipam_missing"] = (
+                "IPAM allocations whose Marathon task is gone, waiting out the grace",
+                float(self.ipam.missing if self.leader.active else 0),
+            )
         return self.metrics.prometheus(gauges)

@@ -23,6 +23,11 @@ COUNTERS: dict[str, tuple[str, str | None]] = {
     "skipped_apps": ("Apps found not registrable, by reason (once per app and reason)", "reason"),
     "skipped_tasks": ("Tasks left out of Consul, by reason (once per task and reason)", "reason"),
     "leader_changes": ("Times this bridge became active or passive", None),
+    "ipam_frees": ("IPAM allocations freed because their Marathon task was gone", None),
+    "ipam_conflicts": (
+        "IPAM allocations due to be freed that had changed or gone since they were read",
+        None,
+    ),
 }
 
 

@@ -7,6 +7,7 @@ never show in ``ps``; a URL with credentials in it is refused for the same reaso
 from __future__ import annotations
 
 import argparse
+import math
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,10 @@ from .registrations import parse_ipv4
 
 DEFAULT_LISTEN = ("127.0.0.1", 9158)
 DEFAULT_LOCK_KEY = "saltyard/bridge/leader"
+# Where the IPAM plugin keeps its allocations (saltyard.ipam.store.DEFAULT_PREFIX, with the
+# trailing slash a recursive read needs: without it `saltyard/ipam` would also match
+# `saltyard/ipam-other/...`).
+DEFAULT_IPAM_PREFIX = "saltyard/ipam/"
 
 
 class SettingsError(ValueError):
@@ -43,6 +48,11 @@ class Settings:
     request_timeout: float = 10.0
     max_backoff: float = 30.0
     unknown_health_grace: float = 90.0
+    # Freeing IPAM allocations whose Marathon task is gone (docs/bridge.md). Off by default: a
+    # cluster without the IPAM plugin then needs no ACL rule on its keys.
+    ipam_reconcile: bool = False
+    ipam_prefix: str = DEFAULT_IPAM_PREFIX
+    ipam_grace: float = 300.0
     log_level: str = "INFO"
     marathon_credentials: tuple[str, str] | None = field(default=None, repr=False)
     consul_token: str | None = field(default=None, repr=False)
@@ -190,6 +200,28 @@ def build_parser() -> argparse.ArgumentParser:
         "result for it (after a Marathon restart or leader change, results are back only "
         "after the next check); 0 deregisters it at once (default %(default)g)",
     )
+    parser.add_argument(
+        "--ipam-reconcile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="free IPAM allocations (saltyard.ipam's records in Consul) whose Marathon task "
+        "has been gone for --ipam-grace seconds; the token then needs write on --ipam-prefix "
+        "(default: off)",
+    )
+    parser.add_argument(
+        "--ipam-prefix",
+        default=DEFAULT_IPAM_PREFIX,
+        metavar="KEY_PREFIX",
+        help="where the IPAM plugin keeps its allocations (default %(default)s)",
+    )
+    parser.add_argument(
+        "--ipam-grace",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long an allocation's Marathon task must have been gone before the "
+        "allocation is freed (default %(default)g)",
+    )
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR")
     return parser
 
@@ -218,6 +250,11 @@ def parse_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Sett
         raise SettingsError(
             f"--unknown-health-grace {args.unknown_health_grace:g}: must be 0 or more"
         )
+    ipam_prefix = args.ipam_prefix.strip().strip("/")
+    if not ipam_prefix:
+        raise SettingsError(f"--ipam-prefix {args.ipam_prefix!r}: must not be empty")
+    if not math.isfinite(args.ipam_grace) or not args.ipam_grace > 0:
+        raise SettingsError(f"--ipam-grace {args.ipam_grace:g}: must be a number of seconds > 0")
     if args.default_env is not None and not args.default_env.strip():
         raise SettingsError("--default-env must not be empty")
     environments = _environments(args.environments)
@@ -241,6 +278,9 @@ def parse_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Sett
         request_timeout=_positive("--request-timeout", args.request_timeout),
         max_backoff=_positive("--max-backoff", args.max_backoff),
         unknown_health_grace=args.unknown_health_grace,
+        ipam_reconcile=args.ipam_reconcile,
+        ipam_prefix=ipam_prefix + "/",
+        ipam_grace=args.ipam_grace,
         log_level=level,
         marathon_credentials=credentials,
         consul_token=environ.get("CONSUL_HTTP_TOKEN") or None,

@@ -24,6 +24,15 @@
 {%- if environments %}
 {%- do command.extend(['--environments', environments | join(',')]) %}
 {%- endif %}
+{#- Freeing IPAM allocations whose Marathon task is gone (docs/bridge.md). A grace the bridge
+    would refuse is refused here, before the unit changes. #}
+{%- set ipam_grace = discovery.ipam_reconcile.grace %}
+{%- if ipam_grace is not number or ipam_grace is sameas true or ipam_grace is sameas false or not ipam_grace > 0 %}
+{{ raise("pillar discovery:ipam_reconcile:grace " ~ ipam_grace ~ ": expected a number of seconds > 0") }}
+{%- endif %}
+{%- if discovery.ipam_reconcile.enabled %}
+{%- do command.extend(['--ipam-reconcile', '--ipam-grace', discovery.ipam_reconcile.grace | string]) %}
+{%- endif %}
 {%- do command.extend(discovery.extra_args) %}
 include:
   - consul

@@ -188,8 +188,9 @@ def apps(marathon) -> Iterator[Callable[..., dict]]:
 @pytest.fixture
 def make_bridge(tmp_path, emulator, consul_agent) -> Iterator[Callable[..., BridgeProcess]]:
     """Factory for bridge subprocesses with test timings (2 s resync and session TTL, 1 s
-    lock-delay). ``lock_key`` separates tests; every bridge is stopped at the end, and its log
-    printed (pytest shows it for failing tests)."""
+    lock-delay). ``lock_key`` separates tests; ``token``: a Consul token other than the bridge
+    policy's. Every bridge is stopped at the end, and its log printed (pytest shows it for
+    failing tests)."""
     started: list[BridgeProcess] = []
 
     def make(
@@ -197,6 +198,7 @@ def make_bridge(tmp_path, emulator, consul_agent) -> Iterator[Callable[..., Brid
         lock_key: str = "saltyard/bridge/test",
         *extra: str,
         consul_url: str | None = None,
+        token: str | None = None,
     ):
         bridge = BridgeProcess(
             name,
@@ -205,6 +207,7 @@ def make_bridge(tmp_path, emulator, consul_agent) -> Iterator[Callable[..., Brid
             consul_agent,
             [*BRIDGE_TEST_ARGS, "--lock-key", lock_key, *extra],
             consul_url=consul_url,
+            token=token,
         )
         started.append(bridge)
         return bridge

@@ -1,9 +1,14 @@
 """salt/consul/policies/bridge.hcl is enough for the bridge, and every rule in it is needed:
 each kind of Consul call the bridge makes, run with a token of the policy, then with a token of
-the policy less one rule (ACLs on, default deny)."""
+the policy less one rule (ACLs on, default deny).
+
+The rule on saltyard/ipam/ is needed only with --ipam-reconcile (off by default), so "every rule
+is needed" runs the calls of a bridge with it on; a bridge with it off is shown to work without
+that rule (a cluster without the IPAM plugin needs no ACL on its keys)."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from pathlib import Path
@@ -28,10 +33,18 @@ def rules() -> list[tuple[str, str]]:
     return [(f"{m[1]} {m[2]!r}", m[0]) for m in RULE.finditer(text)]
 
 
-def exercise(consul_agent, token: str) -> str | None:
-    """Every kind of Consul call the bridge makes, in its order; the first failure or None."""
+IPAM_RULE = "key_prefix 'saltyard/ipam/'"
+
+
+def exercise(consul_agent, token: str, ipam: bool = True) -> str | None:
+    """Every kind of Consul call the bridge makes, in its order; the first failure or None.
+    ``ipam``: with those of --ipam-reconcile (read every allocation, free one, fenced)."""
     store = ConsulStore(consul_agent.url, token, timeout=5)
     key = f"saltyard/bridge/policy-{uuid.uuid4().hex[:8]}"
+    ipam_prefix = f"saltyard/ipam/policy-{uuid.uuid4().hex[:8]}/"
+    record_key = f"{ipam_prefix}tasks/172.30.0.141"
+    record = {"pool": "tasks", "address": "172.30.0.141", "host": "gone", "task_id": "web.1"}
+    consul_agent.admin().kv.put(record_key, json.dumps(record))
     reg = Registration(
         service_id=f"policy-task-{uuid.uuid4().hex[:8]}",
         service="policy-web",
@@ -61,6 +74,14 @@ def exercise(consul_agent, token: str) -> str | None:
         )
         if reg.node in store.snapshot().nodes:
             return "the node was not deleted"
+        if ipam:
+            entries = store.kv_tree(ipam_prefix)
+            if [e["Key"] for e in entries] != [record_key]:
+                return f"the allocation is not visible to the bridge: {entries}"
+            if not store.delete_fenced(record_key, entries[0]["ModifyIndex"], key, session):
+                return "the allocation was not freed"
+            if consul_agent.admin().kv.get(record_key)[1] is not None:
+                return "the allocation is still there"
         store.release(key, session)
         store.destroy_session(session)
     except ConsulError as exc:
@@ -68,12 +89,13 @@ def exercise(consul_agent, token: str) -> str | None:
     return None
 
 
-def test_the_policy_file_has_the_four_rules():
+def test_the_policy_file_has_the_five_rules():
     assert [name for name, _ in rules()] == [
         "node_prefix 'marathon-'",
         "service_prefix ''",
         "key_prefix 'saltyard/bridge/'",
         "session_prefix ''",
+        IPAM_RULE,
     ]
 
 
@@ -91,3 +113,10 @@ def test_every_rule_is_needed(consul_agent, dropped):
     failure = exercise(consul_agent, secret)
     assert failure is not None, f"the bridge works without {dropped}: the policy is not minimal"
     assert "Permission denied" in failure or "permission denied" in failure, failure
+
+
+def test_without_ipam_reconciliation_the_ipam_rule_is_not_needed(consul_agent):
+    text = "".join(block for name, block in rules() if name != IPAM_RULE)
+    secret = str(uuid.uuid4())
+    consul_agent.create_token(secret, text, f"noipam-{secret[:8]}")
+    assert exercise(consul_agent, secret, ipam=False) is None

@@ -56,12 +56,14 @@ class BridgeProcess:
         consul: ConsulAgent,
         args,
         consul_url: str | None = None,
+        token: str | None = None,
     ):
         self.name = name
         self.log_file = Path(workdir) / f"bridge-{name}.log"
         self.marathon_url = marathon_url
         self.consul = consul
         self.consul_url = consul_url or consul.url  # a ConsulProxy's, to watch its writes
+        self.token = token  # another token than the bridge policy's (the ACL tests)
         self.args = list(args)
         self.port = 0
         self.proc: subprocess.Popen | None = None
@@ -87,7 +89,7 @@ class BridgeProcess:
             *self.args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CONSUL_", "MARATHON_"))}
-        env["CONSUL_HTTP_TOKEN"] = self.consul.bridge_token or ""
+        env["CONSUL_HTTP_TOKEN"] = self.token or self.consul.bridge_token or ""
         with open(self.log_file, "a") as log:
             self.proc = subprocess.Popen(
                 cmd,

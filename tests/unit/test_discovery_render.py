@@ -4,9 +4,10 @@ environment a site adds reaches the bridge without a second list."""
 
 from __future__ import annotations
 
+import pytest
 import yaml
 
-from tests.state_render import StateRenderer, state_args
+from tests.state_render import RenderRefused, StateRenderer, state_args
 
 # What the master generates for control1 (a consul server) besides the inventory.
 PILLAR = {
@@ -24,8 +25,8 @@ PILLAR = {
 }
 
 
-def exec_start(renderer: StateRenderer) -> list[str]:
-    unit = state_args(renderer.show_sls("discovery"), "bridge-unit")["contents"]
+def exec_start(renderer: StateRenderer, pillar: dict | None = None) -> list[str]:
+    unit = state_args(renderer.show_sls("discovery", pillar=pillar), "bridge-unit")["contents"]
     (line,) = [line for line in unit.splitlines() if line.startswith("ExecStart=")]
     return line.removeprefix("ExecStart=").split()
 
@@ -61,3 +62,30 @@ def test_the_bridge_restarts_when_the_saltyard_code_changes(tmp_path):
     assert code["contents"] == runtime.code_digest(sys.executable)
     watched = [dict(w) for w in state_args(rendered, "saltyard-bridge")["watch"]]
     assert {"file": "bridge-code"} in watched
+
+
+def test_the_local_site_frees_ipam_allocations_after_a_short_grace(tmp_path):
+    argv = exec_start(StateRenderer(tmp_path, "control1", pillar=PILLAR))
+    assert "--ipam-reconcile" in argv
+    assert argv[argv.index("--ipam-grace") + 1] == "20"
+
+
+def test_ipam_reconciliation_is_off_unless_the_pillar_turns_it_on(tmp_path):
+    off = {"discovery": {"ipam_reconcile": {"enabled": False}}}
+    argv = exec_start(StateRenderer(tmp_path, "control1", pillar=PILLAR), off)
+    assert "--ipam-reconcile" not in argv and "--ipam-grace" not in argv
+    # The shipped default (defaults.yaml) is off too: a site that sets nothing runs without it.
+    from tests.state_render import REPO
+
+    defaults = yaml.safe_load((REPO / "states" / "discovery" / "defaults.yaml").read_text())
+    assert defaults["discovery"]["ipam_reconcile"] == {"enabled": False, "grace": 300}
+
+
+@pytest.mark.parametrize("grace", [0, -5, "soon", True])
+def test_a_bad_ipam_grace_is_refused_naming_the_value(tmp_path, grace):
+    bad = {"discovery": {"ipam_reconcile": {"enabled": True, "grace": grace}}}
+    with pytest.raises(RenderRefused) as refused:
+        exec_start(StateRenderer(tmp_path, "control1", pillar=PILLAR), bad)
+    assert f"pillar discovery:ipam_reconcile:grace {grace}: expected a number of seconds > 0" in (
+        str(refused.value)
+    )

@@ -21,3 +21,10 @@ key_prefix "saltyard/bridge/" {
 session_prefix "" {
   policy = "write"
 }
+
+# The IPAM plugin's allocations (saltyard.ipam): with --ipam-reconcile the bridge reads them all
+# and frees those whose Marathon task is gone (each host's plugin frees only its own host's, so
+# nobody else frees a gone host's). Needed only with that flag (pillar discovery:ipam_reconcile).
+key_prefix "saltyard/ipam/" {
+  policy = "write"
+}
