@@ -15,6 +15,8 @@ from saltyard.bootstrap import keys, wheelhouse
 from saltyard.localcluster.progress import step
 
 ROOT = Path(__file__).resolve().parent.parent.parent
+# Where the master serves this repository from (file_roots, pillar_roots, the inventory).
+REPO_ON_MASTER = "/srv/saltyard"
 
 
 def run(

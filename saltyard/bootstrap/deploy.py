@@ -12,12 +12,13 @@ from pyinfra import host
 from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from saltyard.bootstrap import REPO_ON_MASTER
 from saltyard.bootstrap.wheelhouse import VENV
 
 WHEELS = "/opt/saltyard/wheelhouse"
 PKI_MINION = "/etc/salt/pki/minion"
 PKI_MASTER = "/etc/salt/pki/master"
-REPO = "/srv/saltyard"  # where the master serves this repository from
+REPO = REPO_ON_MASTER  # where the master serves this repository from
 
 state_dir = Path(host.data.saltyard_state_dir)
 minion_id = host.data.saltyard_minion_id

@@ -11,6 +11,7 @@ import base64
 import ipaddress
 import json
 import time
+import uuid
 
 import pytest
 
@@ -278,6 +279,65 @@ def test_salt_run_ipam_list_shows_them(cluster, web):
             task["id"],
             task["host"],
         ), record
+
+
+def bridge_health(cluster) -> dict:
+    """The bridge's /health on the discovery node (loopback only)."""
+    node = next(n.name for n in cluster.nodes if n.has_role("discovery"))
+    _, out = cluster.exec(node, ["curl", "-sS", "--max-time", "5", "http://127.0.0.1:9158/health"])
+    return json.loads(out)
+
+
+def test_a_gone_hosts_allocation_is_freed_by_the_bridge_after_the_grace(cluster, web, pool):
+    """A host gone for good never frees its allocations (its plugin went with it), and no other
+    host's plugin looks at them: the bridge frees a record whose Marathon task is gone once it
+    has been missing for the grace (20 s in the local site), and not before; the running
+    tasks' records stay."""
+    server = next(n.name for n in cluster.nodes if n.has_role("consul-server"))
+    token = cluster.pillar(server, "consul:acl:master_token")
+    grace = cluster.pillar(server, "discovery:ipam_reconcile:grace")
+    taken = set(allocations(cluster, server))
+    free = [str(a) for a in ipaddress.ip_network(pool["range"]).hosts() if str(a) not in taken]
+    address = free[-1]
+    key = f"saltyard/ipam/tasks/{address}"
+    record = {
+        "pool": "tasks",
+        "address": address,
+        "host": "agent-gone",  # in no inventory: nothing runs there any more
+        "mac": "02:42:ac:1e:00:ee",
+        "network": NETWORK,
+        "task_id": f"convergence_gone.{uuid.uuid4()}",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    put = [
+        "curl", "-sS", "-X", "PUT", "-H", f"X-Consul-Token: {token}", "--data-binary",
+        json.dumps(record), f"http://127.0.0.1:8500/v1/kv/{key}?cas=0",
+    ]  # fmt: skip
+    written = time.monotonic()
+    assert cluster.exec(server, put)[1].strip() == "true", f"{address} was taken meanwhile"
+    try:
+        # Seen missing by the bridge, and not freed then: the grace has not passed.
+        seen = wait_until(
+            lambda: key in bridge_health(cluster)["ipam"]["missing"],
+            90,
+            2,
+            f"the bridge to find {address}'s task gone",
+        )
+        assert seen and address in allocations(cluster, server)
+        wait_until(lambda: address not in allocations(cluster, server), 120, 2, f"{address} freed")
+        assert time.monotonic() - written >= grace, "freed before the grace had passed"
+        health = bridge_health(cluster)
+        assert health["counters"]["ipam_frees"] >= 1, health
+        found = allocations(cluster, server)
+        for task in web:  # their tasks run: never freed
+            assert found[task_address(task)]["task_id"] == task["id"], found
+    finally:
+        cluster.exec(
+            server,
+            ["curl", "-sS", "-X", "DELETE", "-H", f"X-Consul-Token: {token}",
+             f"http://127.0.0.1:8500/v1/kv/{key}"],
+            False,
+        )  # fmt: skip
 
 
 def test_a_network_that_differs_is_not_recreated_under_a_container(cluster, web, pool):
