@@ -88,6 +88,9 @@ class Reconciler:
         self._missing: dict[tuple[str, str], tuple[int, float]] = {}
         self._announced: set[tuple[str, str]] = set()  # missing ones logged at INFO
         self._conflicts: set[tuple[str, str]] = set()
+        # Addresses a container held with no allocation in Consul at the last pass: key ->
+        # container id. Only one held so at two passes in a row is restored (see _pass).
+        self._unrecorded: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()  # one pass at a time (the loop, or a caller's run_once)
         self.last_run: str | None = None
         self.last_error: str | None = None
@@ -228,6 +231,7 @@ class Reconciler:
         for key in [k for k in self._missing if k not in seen]:
             del self._missing[key]  # released, or freed by someone else
         self._announced &= set(self._missing)
+        unrecorded: dict[tuple[str, str], str] = {}
         for key, holder in sorted(held.items()):
             record = everyone.get(key)
             if record is not None:
@@ -245,8 +249,17 @@ class Reconciler:
                             record.host,
                         )
                 continue
-            if holder.running and self._restore(pools[key[0]], holder):
+            # Held with no allocation. It may be a container that connected and disconnected
+            # between the two reads (its release already done): restoring that would leak the
+            # address until the grace frees it. A lost record shows at the next pass too.
+            if not holder.running:
+                continue
+            unrecorded[key] = holder.container
+            if self._unrecorded.get(key) == holder.container and self._restore(
+                pools[key[0]], holder
+            ):
                 report["restored"].append(holder.address)
+        self._unrecorded = unrecorded
         self._conflicts &= {k for k, h in held.items() if k in everyone}
         self.counters.inc("reconcile_runs")
         self.last_run = now_text()
