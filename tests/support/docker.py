@@ -7,6 +7,7 @@ import ipaddress
 import random
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -166,7 +167,33 @@ def remove_network(network) -> None:
             network.disconnect(container_id, force=True)
         except docker.errors.APIError:
             pass
-    network.remove()
+    # A container that was stopping may hold its endpoint a moment after it left the network's
+    # list: retry, bounded. An engine that still refuses with nothing attached shows Docker
+    # 20.10's defect (moby/moby#42119: only an engine restart clears it): named, not hidden,
+    # and not the test's failure.
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            network.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if "active endpoints" not in str(exc):
+                raise
+            network.reload()
+            if network.attrs.get("Containers"):
+                if time.monotonic() > deadline:
+                    raise
+            elif time.monotonic() > deadline:
+                warnings.warn(
+                    f"left test network {network.name} behind: the engine refuses to remove it "
+                    "although no container is attached (moby/moby#42119; an engine restart "
+                    "clears it)",
+                    stacklevel=2,
+                )
+                return
+        time.sleep(0.5)
 
 
 def remove_networks(engine: docker.DockerClient, session: str) -> None:
