@@ -7,8 +7,8 @@ VENV := .venv/bin
 up: setup                ## bring up the local cluster and converge every node
 	$(VENV)/saltyard cluster up --profile $(PROFILE)
 
-test: setup              ## the whole suite (tests/*, in name order; the 40 slowest steps listed)
-	$(VENV)/pytest tests --durations=40
+test: setup              ## the whole suite: tests/convergence and the host-level suites at once (scripts/test.sh)
+	scripts/test.sh
 
 unit: setup              ## unit tests only (seconds)
 	$(VENV)/pytest tests/unit

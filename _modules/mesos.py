@@ -103,8 +103,9 @@ def drain(host: str, accept_downtime: bool = False, timeout: float = 300) -> dic
     then bring the machine DOWN. ``timeout`` bounds each task's move, in seconds.
 
     Refused before anything changes when some app's tasks have nowhere else to go (no other agent
-    outside maintenance meets its constraints, resources or fixed ports), naming the apps and
-    why, unless ``accept_downtime=True``: then those tasks stop when the machine goes DOWN.
+    outside maintenance is of a role the app accepts, or meets its constraints, resources or
+    fixed ports), naming the apps and why, unless ``accept_downtime=True``: then those tasks
+    stop when the machine goes DOWN.
 
     An agent already DOWN: nothing changes (``changed`` False). One already DRAINING (an earlier
     drain that stopped): the drain continues. Returns the report: ``moved`` (per task: app, task,
@@ -119,13 +120,7 @@ def drain(host: str, accept_downtime: bool = False, timeout: float = 300) -> dic
         salt control1 mesos.drain agent-fat accept_downtime=True timeout=600
     """
     host = _agent(host)
-    # Accepting downtime stops applications: only a real boolean may do it, not a stray string.
-    if accept_downtime not in (True, False):
-        raise CommandExecutionError(f"accept_downtime={accept_downtime!r}: expected True or False")
-    try:
-        marathon = marathon_client.client_from_config(__salt__["config.get"])
-    except ValueError as exc:
-        raise CommandExecutionError(str(exc)) from exc
+    marathon, default_roles = _drain_inputs(accept_downtime)
     cachedir = (__opts__ or {}).get("cachedir")
     # Where the drain notes the apps it scaled up by one, so that a re-run after a crash knows
     # their own instance count.
@@ -139,9 +134,57 @@ def drain(host: str, accept_downtime: bool = False, timeout: float = 300) -> dic
             task_timeout=float(timeout),
             ledger_path=ledger,
             progress=lambda step: _progress(host, step),
+            default_roles=default_roles,
         )
     except drain_logic.DrainError as exc:
         raise CommandExecutionError(str(exc)) from exc
+
+
+def drain_check(host: str, accept_downtime: bool = False) -> dict[str, Any]:
+    """
+    What ``mesos.drain`` would do to agent ``host``, changing nothing: ``mode`` (UP, DRAINING,
+    DOWN), ``move`` (the apps whose tasks there it would move) and ``stop`` (``{app: why}``, the
+    apps whose tasks have nowhere else to go). Refused, naming those apps, exactly as the drain
+    would refuse them, unless ``accept_downtime=True``. ``orch.kernel_rollout`` plans with it,
+    so that a run refuses before any node is touched.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt control1 mesos.drain_check agent-vm
+        salt control1 mesos.drain_check agent-vm accept_downtime=True
+    """
+    host = _agent(host)
+    marathon, default_roles = _drain_inputs(accept_downtime)
+    try:
+        return drain_logic.check_agent(
+            marathon,
+            _client(),
+            host,
+            accept_downtime=bool(accept_downtime),
+            default_roles=default_roles,
+        )
+    except drain_logic.DrainError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+
+
+def _drain_inputs(accept_downtime: Any) -> tuple[Any, tuple[str, ...]]:
+    """The Marathon client and Marathon's default accepted roles, for a drain or its check."""
+    # Accepting downtime stops applications: only a real boolean may do it, not a stray string.
+    if accept_downtime not in (True, False):
+        raise CommandExecutionError(f"accept_downtime={accept_downtime!r}: expected True or False")
+    try:
+        marathon = marathon_client.client_from_config(__salt__["config.get"])
+    except ValueError as exc:
+        raise CommandExecutionError(str(exc)) from exc
+    # Where apps without acceptedResourceRoles may run: what Marathon is told (the marathon
+    # role's pillar), else Marathon's own default, every role it is offered.
+    default_roles = __salt__["config.get"]("marathon:default_accepted_resource_roles") or []
+    if not default_roles:
+        role = __salt__["config.get"]("marathon:mesos_role") or ""
+        default_roles = ["*", role] if role else ["*"]
+    return marathon, tuple(default_roles)
 
 
 def up(host: str) -> bool:

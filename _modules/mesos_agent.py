@@ -1,9 +1,11 @@
-"""Mesos agent helpers: the attribute files and the agent's checkpointed identity.
+"""Mesos agent helpers: the attribute files, the role its resources are reserved for, and the
+agent's checkpointed identity.
 
-A Mesos agent checkpoints its identity (agent id and attributes) under
-``<work_dir>/meta/slaves/latest``. Restarted with different attributes it refuses to start
-("Incompatible agent info"); the fix removes that checkpoint, which gives the agent a new id and
-kills its tasks. So attributes never change silently: see the ``mesos_agent`` state.
+A Mesos agent checkpoints its identity (agent id, attributes and resources, their reservation
+included) under ``<work_dir>/meta/slaves/latest``. Restarted with different attributes or
+another ``--default_role`` it refuses to start ("Incompatible agent info"); the fix removes that
+checkpoint, which gives the agent a new id and kills its tasks. So neither changes silently: see
+the ``mesos_agent`` state.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ import shutil
 
 from salt.exceptions import CommandExecutionError
 
+from saltyard.marathon_constraints import role_error
+
 __virtualname__ = "mesos_agent"
 
 ATTRIBUTES_DIR = "/etc/mesos-slave/attributes"
 WORK_DIR = "/var/lib/mesos"
+# Mesosphere packaging: one file per flag; this one is the agent's --default_role.
+DEFAULT_ROLE_FILE = "/etc/mesos-slave/default_role"
 
 
 def __virtual__():
@@ -76,6 +82,44 @@ def write_attributes(desired: dict, path: str = ATTRIBUTES_DIR) -> dict[str, str
         with open(os.path.join(path, key), "w") as handle:
             handle.write(f"{value}\n")
     return attributes(path)
+
+
+def default_role(path: str = DEFAULT_ROLE_FILE) -> str | None:
+    """The role the agent's resources are reserved for (its ``--default_role`` flag file), or
+    None when the file is absent (unreserved).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt agent-vm mesos_agent.default_role
+    """
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return handle.read().strip() or None
+
+
+def write_default_role(role: str | None, path: str = DEFAULT_ROLE_FILE) -> str | None:
+    """Reserve the agent's resources for ``role`` (write the flag file), or remove the file when
+    ``role`` is None; return what reads back.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt agent-vm mesos_agent.write_default_role vm-agents
+    """
+    if role is None:
+        if os.path.exists(path):
+            os.unlink(path)
+        return default_role(path)
+    if role == "*" or role_error(role):
+        raise CommandExecutionError(f"invalid Mesos role {role!r} to reserve the agent for")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as handle:
+        handle.write(f"{role}\n")
+    return default_role(path)
 
 
 def reset_checkpoint(work_dir: str = WORK_DIR) -> bool:

@@ -44,6 +44,8 @@ def ext_pillar(minion_id, pillar, path):  # noqa: ARG001 - the ext_pillar signat
                 "name": node.name,
                 "address": node.address,
                 "env": node.env,
+                # The Mesos role an agent's resources are reserved for (its --default_role).
+                "mesos_role": node.mesos_role,
             },
             "roles": list(node.all_roles),
             "cluster": {
@@ -55,7 +57,13 @@ def ext_pillar(minion_id, pillar, path):  # noqa: ARG001 - the ext_pillar signat
                 "environments": list(inv.environments),
             },
             "nodes": [
-                {"name": n.name, "address": n.address, "env": n.env, "roles": list(n.all_roles)}
+                {
+                    "name": n.name,
+                    "address": n.address,
+                    "env": n.env,
+                    "roles": list(n.all_roles),
+                    "mesos_role": n.mesos_role,
+                }
                 for n in inv.nodes
             ],
             # Members of each role in inventory order (ZooKeeper ids follow this order).

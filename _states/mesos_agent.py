@@ -1,4 +1,5 @@
-"""State: a Mesos agent's attributes, never changed silently under a checkpointed agent."""
+"""State: a Mesos agent's attributes and reserved role, never changed silently under a
+checkpointed agent."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ __virtualname__ = "mesos_agent"
 
 
 def __virtual__():
-    if "mesos_agent.attributes" not in __salt__:
+    if "mesos_agent.attributes" not in __salt__ or "mesos_agent.default_role" not in __salt__:
         return (False, "the mesos_agent execution module is not available")
     return __virtualname__
 
@@ -69,4 +70,67 @@ def attributes(name: str, attributes: dict, work_dir: str = "/var/lib/mesos", re
         ret["comment"] = f"attributes read back as {written}, expected {desired}"
         return ret
     ret["comment"] = f"agent attributes changed: {change}"
+    return ret
+
+
+def reservation(
+    name: str,
+    role: str | None = None,
+    work_dir: str = "/var/lib/mesos",
+    reset: bool = False,
+):
+    """Reserve the agent's resources for ``role`` (its ``--default_role`` flag file, ``name``),
+    or leave them unreserved (``role`` None: the file is removed). Only apps whose
+    ``acceptedResourceRoles`` name the role then run there.
+
+    Like the attributes, the reservation is part of the identity a Mesos agent checkpoints:
+    another role under a checkpointed agent fails the state and changes nothing, unless
+    ``reset`` is True (after a drain, the reset orchestration): then the checkpoint is removed
+    first.
+
+    SLS Example:
+
+    .. code-block:: yaml
+
+        mesos-agent-reservation:
+          mesos_agent.reservation:
+            - name: /etc/mesos-slave/default_role
+            - role: vm-agents
+    """
+    ret = {"name": name, "changes": {}, "result": True, "comment": ""}
+    current = __salt__["mesos_agent.default_role"](name)
+    shown = {None: "unreserved ('*')"}
+    if current == role:
+        ret["comment"] = f"agent resources are {shown.get(role, f'reserved for {role!r}')}"
+        return ret
+    change = (
+        f"{shown.get(current, f'reserved for {current!r}')} -> "
+        f"{shown.get(role, f'reserved for {role!r}')}"
+    )
+    checkpoint = __salt__["mesos_agent.checkpoint"](work_dir)
+    if checkpoint and not reset:
+        ret["result"] = False
+        ret["comment"] = (
+            f"refusing to change the Mesos agent's reservation ({change}): the agent has "
+            f"checkpointed its identity in {checkpoint} and would refuse to start "
+            '("Incompatible agent info"). Drain the agent, then run the reset orchestration '
+            "(pillar mesos:agent:reset_for_attribute_change: True), which removes the checkpoint; "
+            "the agent then gets a new id and its tasks are killed."
+        )
+        return ret
+    ret["changes"] = {"old": current, "new": role}
+    if checkpoint:
+        ret["changes"]["checkpoint_removed"] = checkpoint
+    if __opts__["test"]:
+        ret["result"] = None
+        ret["comment"] = f"agent reservation would change: {change}"
+        return ret
+    if checkpoint:
+        __salt__["mesos_agent.reset_checkpoint"](work_dir)
+    written = __salt__["mesos_agent.write_default_role"](role, name)
+    if written != role:
+        ret["result"] = False
+        ret["comment"] = f"the reservation read back as {written!r}, expected {role!r}"
+        return ret
+    ret["comment"] = f"agent reservation changed: {change}"
     return ret

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from saltyard.marathon_constraints import role_error
+
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "salt" / "inventory.yaml"
 
 # Every role a node may carry (DESIGN.md, "Components and the roles that carry them").
@@ -71,6 +73,9 @@ class Node:
     env: str | None = None
     all_roles: tuple[str, ...] = field(default=())  # base + roles + implied, sorted
     kind: str = "container"
+    # A mesos-agent whose resources are reserved for this Mesos role (the agent's
+    # --default_role): only apps whose acceptedResourceRoles name it run there.
+    mesos_role: str | None = None
 
     def has_role(self, role: str) -> bool:
         return role in self.all_roles
@@ -251,7 +256,18 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
             )
         if "mesos-agent" in roles and env is None:
             raise InventoryError(f"{path}: {where}: a mesos-agent needs an env ({known_envs})")
-        unknown_keys = set(raw) - {"name", "address", "roles", "env", "kind"}
+        mesos_role = raw.get("mesos_role")
+        if mesos_role is not None:
+            if "mesos-agent" not in roles:
+                raise InventoryError(
+                    f"{path}: {where}: mesos_role {mesos_role!r} is for mesos-agent nodes only"
+                )
+            if mesos_role == "*" or role_error(mesos_role):
+                raise InventoryError(
+                    f"{path}: {where}: mesos_role {mesos_role!r} is not a role to reserve an "
+                    "agent for (letters, digits, '_', '.', '-'; '*' is the unreserved default)"
+                )
+        unknown_keys = set(raw) - {"name", "address", "roles", "env", "kind", "mesos_role"}
         if unknown_keys:
             raise InventoryError(f"{path}: {where}: unknown keys {sorted(unknown_keys)}")
         kind = raw.get("kind", "container")
@@ -280,6 +296,7 @@ def parse(data: object, path: str = "<inventory>") -> Inventory:
                 env=env,
                 all_roles=expand_roles(tuple(roles)),
                 kind=kind,
+                mesos_role=mesos_role,
             )
         )
 

@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from saltyard import marathon_constraints
+
 # The pre-1.5 ``container.docker.network`` values and the 1.5+ network mode each stands for.
 DOCKER_NETWORK_MODES = {
     "BRIDGE": "container/bridge",
@@ -128,8 +130,8 @@ def validate_app(app: Any) -> list[AppDefinitionError]:
     resources, backoff, killSelection, non-string env/labels, upgradeStrategy outside 0..1,
     the container type and image, constraint operators and values, network modes (and no mix
     of them), port numbers, port mappings without container networking, a hostPort with several
-    container networks, and health checks (protocol,
-    timings, portIndex against the ports). Not exhaustive: Marathon may refuse more.
+    container networks, acceptedResourceRoles that are not role names, and health checks
+    (protocol, timings, portIndex against the ports). Not exhaustive: Marathon may refuse more.
     """
     if not isinstance(app, dict):
         return [AppDefinitionError("/", f"app definition {app!r}: must be an object")]
@@ -211,9 +213,28 @@ def validate_app(app: Any) -> list[AppDefinitionError]:
             )
 
     errors += _constraint_errors(app.get("constraints"))
+    errors += _accepted_roles_errors(app.get("acceptedResourceRoles"))
     container_net, n_ports = _network_and_ports(app, errors)
     errors += _health_check_errors(app.get("healthChecks"), n_ports, container_net)
     return errors
+
+
+def _accepted_roles_errors(roles: Any) -> list[AppDefinitionError]:
+    """acceptedResourceRoles: a non-empty list of role names (Marathon refuses an empty one)."""
+    if roles is None:
+        return []
+    path = "/acceptedResourceRoles"
+    if not isinstance(roles, list) or not roles:
+        return [
+            AppDefinitionError(
+                path, f"acceptedResourceRoles {roles!r}: must be a non-empty array of role names"
+            )
+        ]
+    return [
+        AppDefinitionError(path, f"acceptedResourceRoles: {error}")
+        for error in map(marathon_constraints.role_error, roles)
+        if error
+    ]
 
 
 def _constraint_errors(constraints: Any) -> list[AppDefinitionError]:

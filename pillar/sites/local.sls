@@ -8,6 +8,14 @@ base:
     # The clock is the host's: chronyd runs with -x.
     set_clock: False
 
+# No kernel:boot here (docs/kernel.md): the VM nodes (lvs1, agent-vm) boot the image's 6.1 until
+# `orch.kernel_rollout` names the kernel to roll out (pillar kernel_rollout:kernel, e.g.
+# linux-image-6.12-cloud-amd64 from bookworm-security, a stand-in for the platform's
+# 3.16 -> 4.4.27 move), so that the rollout installs it, and no highstate (agent-vm has the
+# kernel role: docker implies it) installs a kernel behind the rollout's back. Containers run
+# the host's kernel: the role leaves them alone. A production site sets kernel:boot
+# (example-prod.sls).
+
 docker:
   storage_driver: overlay2
   log_driver: syslog
@@ -29,6 +37,12 @@ mesos:
 
 marathon:
   install_package: False
+  # Marathon registers with the role agent-vm's resources are reserved for (salt/inventory.yaml:
+  # mesos_role), and apps that name no acceptedResourceRoles take unreserved resources only: the
+  # general workload never lands on the slow VM agent; an app that wants it says
+  # acceptedResourceRoles: [vm-agents] (docs/marathon-emulator.md, "Static reservations").
+  mesos_role: vm-agents
+  default_accepted_resource_roles: ['*']
   # A development stand-in for Marathon (saltyard.marathon_emulator), on the marathon node.
   emulator:
     enabled: True

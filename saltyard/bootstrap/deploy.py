@@ -13,7 +13,7 @@ from pyinfra.operations import apt, files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from saltyard.bootstrap import REPO_ON_MASTER
-from saltyard.bootstrap.wheelhouse import VENV
+from saltyard.bootstrap.wheelhouse import DEPENDENCIES_MARKER, VENV, WHEELHOUSE_KEY
 
 WHEELS = "/opt/saltyard/wheelhouse"
 PKI_MINION = "/etc/salt/pki/minion"
@@ -42,10 +42,14 @@ server.shell(
         # --system-site-packages: Salt's apt modules use Debian's python3-apt. The local
         # cluster's images carry this venv with Salt installed; a bare host gets it here.
         f"test -x {VENV}/bin/python || python3 -m venv --system-site-packages {VENV}",
-        # Reinstall only when the wheelhouse changed (the marker holds its checksum).
+        # Reinstall only when the wheelhouse changed (the marker holds its checksum), and
+        # Salt with the dependencies only when their key differs from the installed one (an
+        # image carries them: then only the saltyard wheel goes in).
         f"if ! cmp -s {WHEELS}.tar {WHEELS}.installed; then "
         f"rm -rf {WHEELS} && mkdir -p {WHEELS} && tar -C {WHEELS} -xf {WHEELS}.tar && "
+        f"{{ cmp -s {WHEELS}/{WHEELHOUSE_KEY} {DEPENDENCIES_MARKER} || {{ "
         f"{VENV}/bin/pip install -q --no-index --find-links {WHEELS}/wheels salt saltyard && "
+        f"cp {WHEELS}/{WHEELHOUSE_KEY} {DEPENDENCIES_MARKER}; }}; }} && "
         f"{VENV}/bin/pip install -q --no-index --find-links {WHEELS}/wheels --no-deps "
         f"--force-reinstall saltyard && cp {WHEELS}.tar {WHEELS}.installed; fi",
         f"ln -sf {VENV}/bin/salt-call /usr/local/bin/salt-call",

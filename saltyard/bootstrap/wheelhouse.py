@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -31,6 +32,12 @@ CONSTRAINTS = ROOT / "requirements" / "constraints.txt"
 CACHE_DIR = Path(os.environ.get("SALTYARD_WHEEL_CACHE") or "/var/cache/saltyard/wheels")
 # Where Salt lives on every node (the deploy, the minion unit and the images agree on it).
 VENV = "/opt/saltyard/venv"
+# The dependencies key of what is installed in VENV (written by install_runtime and by the
+# deploy), and its copy in the wheelhouse tarball: when they match, the deploy installs only
+# the saltyard wheel. Emulated, pip's resolution of the ninety requirements it found installed
+# took most of each VM's bootstrap.
+DEPENDENCIES_MARKER = f"{VENV}/saltyard-dependencies.key"
+WHEELHOUSE_KEY = "dependencies.key"
 
 
 def requirements() -> list[str]:
@@ -117,6 +124,7 @@ def install_runtime(root: Path) -> None:
             check=True,
             env=env,
         )
+        (root / DEPENDENCIES_MARKER.lstrip("/")).write_text(dependencies_key() + "\n")
     finally:
         shutil.rmtree(root / inside.lstrip("/"), ignore_errors=True)
 
@@ -150,7 +158,11 @@ def build(dest: Path) -> Path:
         shutil.rmtree(ROOT / "build", ignore_errors=True)
         marker.write_text(sources)
     tarball = dest / "wheelhouse.tar"
+    key = (dependencies_key() + "\n").encode()
     with tarfile.open(tarball, "w") as tar:
+        info = tarfile.TarInfo(WHEELHOUSE_KEY)
+        info.size, info.mode = len(key), 0o644
+        tar.addfile(info, io.BytesIO(key))
         for wheel in sorted([*deps.glob("*.whl"), *wheels.glob("saltyard-*.whl")]):
             # Fixed metadata so that an unchanged wheelhouse gives an identical tarball, and
             # the deploy skips the reinstall.

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+
+from docker import errors as docker_errors
 
 from saltyard import bootstrap
 from saltyard import inventory as inventory_mod
@@ -40,6 +43,23 @@ HIGHSTATE_PROGRESS_SECONDS = 120
 
 def container_name(node: str) -> str:
     return f"saltyard-{node}"
+
+
+def _run_logged(command: list[str], env: dict[str, str], log: Path) -> int:
+    """Run a command with its output shown live and appended to ``log`` (CI shows only the end
+    of a run's output: the file keeps what a failure said)."""
+    with log.open("a") as out:
+        out.write(f"$ {' '.join(command)}\n")
+        out.flush()
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            out.write(line)
+        return proc.wait()
 
 
 @dataclass
@@ -212,15 +232,59 @@ class Cluster:
             return
         step(f"vagrant up ({len(names)} nodes, docker provider): {', '.join(names)}")
         env = self._env() | {"SALTYARD_NODE_IMAGE": node_image}
-        command = ["vagrant", "up", "--provider=docker", "--parallel", *names]
+        log = STATE_DIR / "vagrant-up.log"
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        log.write_text("")
+        missing = names
         # Vagrant's docker provider sometimes loses track of a container it just created when
-        # many are created in parallel ("No such object"); `vagrant up` is idempotent, so one
-        # more pass finishes the job.
-        if subprocess.run(command, cwd=ROOT, env=env, check=False).returncode != 0:
-            step("vagrant up failed for some nodes; running it once more")
-            subprocess.run(command, cwd=ROOT, env=env, check=True)
+        # many are created in parallel ("No such object"), and a CI run once saw one node stay
+        # "preparing" through a second parallel pass. `vagrant up` is idempotent: the nodes not
+        # running after a pass get their strays removed and one more pass each, one at a time.
+        for attempt, parallel in enumerate((True, False, False), start=1):
+            mode = "--parallel" if parallel else "--no-parallel"
+            command = ["vagrant", "up", "--provider=docker", mode, *missing]
+            returncode = _run_logged(command, env, log)
+            missing = [name for name in names if not self._container_running(name)]
+            if returncode == 0 and not missing:
+                break
+            if not missing:
+                # Every node runs, though Vagrant said otherwise: its own bookkeeping failed.
+                step(f"vagrant up exit {returncode}, every node running; going on")
+                break
+            step(
+                f"vagrant up pass {attempt} ({mode}) exit {returncode}; not running: "
+                f"{', '.join(missing)}"
+            )
+            for name in missing:
+                self._forget_node(name)
+        if missing:
+            tail = "\n".join(log.read_text().splitlines()[-40:])
+            raise RuntimeError(
+                f"vagrant up could not start {', '.join(missing)} in 3 passes "
+                f"(whole log: {log}); its last lines:\n{tail}"
+            )
         for node in names:
             self._wait_systemd(node)
+
+    def _container_running(self, node: str) -> bool:
+        try:
+            container = self.engine.containers.get(container_name(node))
+        except docker_errors.NotFound:
+            return False
+        return container.status == "running"
+
+    def _forget_node(self, node: str) -> None:
+        """A node Vagrant failed to start, made new: its container (if any) and Vagrant's record
+        of it go, so that the next pass creates it from scratch instead of meeting a name in use
+        or an id Docker does not know."""
+        try:
+            self.engine.containers.get(container_name(node)).remove(force=True, v=True)
+            step(f"removed {container_name(node)}, left by the failed pass")
+        except docker_errors.NotFound:
+            pass
+        record = ROOT / ".vagrant" / "machines" / node
+        if record.exists():
+            shutil.rmtree(record)
 
     def start_vms(self) -> None:
         """Boot the VMs; they boot while Vagrant makes the containers (wait_vms waits)."""
@@ -281,7 +345,12 @@ class Cluster:
         step(f"custom modules synced to {len(nodes)} minions ({time.monotonic() - started:.0f} s)")
 
     def push_node_image(self, name: str) -> str:
-        """The node image (Debian + python3), pushed by the build node into the cluster registry
+        """The node image (Debian + python3), pushed into the cluster registry as
+        ``<VIP>:5000/<name>`` (push_image). Returns that reference."""
+        return self.push_image(name, image.build())
+
+    def push_image(self, name: str, source: str) -> str:
+        """The host engine's image ``source``, pushed by the build node into the cluster registry
         as ``<VIP>:5000/<name>``, the way a release build pushes: through the build node's
         engine and the LVS director, with the push user. Returns that reference."""
         build = next(n.name for n in self.nodes if n.has_role("build"))
@@ -290,9 +359,8 @@ class Cluster:
         if not registry or not password or "*" in password:
             raise RuntimeError(f"{build}'s pillar lacks registry:vip:address or the push password")
         ref = f"{registry}:5000/{name}"
-        node_image = image.build()
         subprocess.run(
-            f"docker save {node_image} | docker exec -i {container_name(build)} docker load -q",
+            f"docker save {source} | docker exec -i {container_name(build)} docker load -q",
             shell=True,
             check=True,
             capture_output=True,
@@ -305,7 +373,7 @@ class Cluster:
             capture_output=True,
         )
         try:
-            self.exec(build, ["docker", "tag", node_image, ref])
+            self.exec(build, ["docker", "tag", source, ref])
             self.exec(build, ["docker", "push", "-q", ref])
         finally:
             self.exec(build, ["docker", "logout", f"{registry}:5000"], check=False)

@@ -40,7 +40,7 @@ REPOSITORY = "saltyard/node"
 # A cluster bring-up and a test suite may ask for the image at once: one builds, the other waits.
 LOCK = Path("/var/cache/saltyard/node-image.lock")
 # Bump when the build steps below change in a way the inputs do not show.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 5
 
 
 def image_tag() -> str:
@@ -71,6 +71,14 @@ def _finish_rootfs(root: Path) -> None:
         f"deb {MIRROR} {SUITE} main\n"
         f"deb {MIRROR} {SUITE}-updates main\n"
         f"deb {SECURITY_MIRROR} {SUITE}-security main\n"
+    )
+    # No description translations in apt's lists, as the base role sets on every node
+    # (base:apt:languages): set here too so that the bootstrap's first refresh does not fetch
+    # them, and the base role's refresh, the first highstate's, finds the lists as they are
+    # instead of rebuilding apt's cache on ten nodes at once (measured: 90-111 s against 33-41 s
+    # for the base packages).
+    (root / "etc/apt/apt.conf.d/50saltyard-image-languages").write_text(
+        'Acquire::Languages "none";\n'
     )
     # Each node gets its own machine id at first boot.
     (root / "etc/machine-id").write_text("")

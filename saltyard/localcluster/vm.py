@@ -6,15 +6,24 @@ through a tap device, with a static address outside Docker's ``--ip-range``. Eve
 treats it like the other nodes: bootstrap and tests reach it over SSH as root with a key pair
 generated on the operator's machine (``STATE/ssh``).
 
-Files: the base disk, kernel and initrd are built once per machine and cached by a hash of
-their inputs in ``/var/cache/saltyard/vm-image/<hash>/``; each VM gets a sparse copy of the disk
-(``STATE/vm/NODE.img``) into which its own configuration is written with ``debugfs`` (no mount
-needed), its serial console log (``NODE.log``), pid file, QMP socket and what it was started with
-(``NODE.json``).
+A VM boots like a real machine: SeaBIOS, GRUB from the disk's MBR, the kernel GRUB's saved
+default names (``/boot/grub/grubenv``). So a kernel installed inside the VM with apt, made the
+default with ``grub-set-default``, is the one the next reboot runs (the kernel role does that,
+docs/kernel.md). The disk is an MBR-partitioned raw image: GRUB's ``core.img`` in the gap before
+partition 1, which starts 1 MiB in and holds the ext4 root. It is built with no loop device and
+no mount (``mkfs.ext4 -E offset= -d``; docs/notes/vm-bootloader.md).
+
+Files: the base disk is built once per machine and cached by a hash of its inputs in
+``/var/cache/saltyard/vm-image/<hash>/``; each VM gets a sparse copy of it
+(``STATE/vm/NODE.img``) into which its own configuration is written with ``debugfs`` at the
+partition's offset (no mount needed), its serial console log (``NODE.log``), pid file, QMP
+socket and what it was started with (``NODE.json``).
 
     build()                           the base image (cached)
     start(node, inventory, STATE)     boot a VM unless it runs (its disk is kept across restarts)
     wait_ssh(name, STATE)             until sshd answers, bounded
+    boot_id(name, STATE)              which boot the VM is in (changes at every boot)
+    reboot(name, STATE)               reboot from inside and wait until it answers again, bounded
     stop(name, STATE) / destroy(...)  clean power-off, then kill; remove the tap (and the files)
 """
 
@@ -30,9 +39,11 @@ import shlex
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,8 +68,15 @@ KEEP_UNUSED_DAYS = 14
 # the VM's kernel without reaching a package mirror from the VM), and xfsprogs: the docker
 # preflight reads xfs_info, and the VM tests format and mount XFS (ftype=0 and ftype=1), which
 # the host's kernel may not mount.
+#
+# GRUB: grub-pc-bin (the BIOS modules, boot.img, grub-mkimage) and grub2-common (update-grub,
+# grub-set-default and the kernel hook that runs update-grub after a kernel install). Never
+# grub-pc: its postinst runs grub-install on the disks debconf names, which inside the build
+# chroot are the build machine's own.
 PACKAGES = image.PACKAGES + (
     "linux-image-cloud-amd64",
+    "grub-pc-bin",
+    "grub2-common",
     "udev",
     "kmod",
     "openssh-server",
@@ -66,6 +84,17 @@ PACKAGES = image.PACKAGES + (
     "keepalived",
     "xfsprogs",
 )
+# And the Docker engine for a VM mesos agent (the agent-vm node): emulated, its first highstate's
+# docker.io install (and apparmor, which the docker role adds on a kernel with AppArmor on) took
+# minutes more. The image leaves the engine disabled (DISABLED_UNITS): lvs1 never runs it, and on
+# an agent the docker role writes its configuration, then enables and starts it.
+DOCKER_PACKAGES = ("docker.io", "apparmor")
+DISABLED_UNITS = ("docker.service", "docker.socket", "containerd.service")
+# And RELP for rsyslog, which the logging forwarder of every docker node installs
+# (states/logging/rsyslog.sls): emulated, its apt-get update and install took 93 s of agent-vm's
+# first highstate, the longest state of that run. Unused until the forwarder's configuration
+# loads it.
+LOGGING_PACKAGES = ("rsyslog-relp",)
 # And the base role's default packages (states/base/defaults.yaml), which every node's first
 # highstate installs: emulated, that install took the VM about ten minutes of its first
 # highstate; here debootstrap does it at the host's speed. The state still runs (and checks
@@ -84,7 +113,7 @@ CONSUL_DEPENDENCIES = ("adduser", "pipexec")
 def packages() -> tuple[str, ...]:
     """Every package the VM image carries, in a stable order."""
     base = yaml.safe_load(BASE_ROLE_DEFAULTS.read_text())["base"]["packages"]
-    wanted = PACKAGES + tuple(base) + CONSUL_DEPENDENCIES
+    wanted = PACKAGES + DOCKER_PACKAGES + LOGGING_PACKAGES + tuple(base) + CONSUL_DEPENDENCIES
     return tuple(dict.fromkeys(wanted))
 
 
@@ -115,17 +144,30 @@ def _install_consul(root: Path) -> None:
         pin.unlink(missing_ok=True)
 
 
-# Sparse: only what is written takes space. Room for Salt's venv and the roles' packages.
-DISK_SIZE = "3G"
+# Sparse: only what is written takes space. Room for Salt's venv, the roles' packages and a
+# second kernel (the kernel role installs one in the VM).
+DISK_MIB = 3072
+# Partition 1 (the root filesystem) starts at this sector (1 MiB); the sectors before it hold
+# the MBR and GRUB's core.img, as on a disk partitioned by Debian's installer.
+PART_START = 2048
+SECTOR = 512
+PART_OFFSET = PART_START * SECTOR
+FS_LABEL = "saltyard-vm"
 MEMORY_MB = 768
+# A mesos agent runs dockerd, containerd and its tasks beside the minion.
+AGENT_MEMORY_MB = 1536
 CPUS = 1
 # QEMU runs at this niceness (negative: ahead of the containers). Without KVM the VM's one
 # vCPU is one host thread emulating every instruction, and the VM is the slowest node of every
 # cluster-wide step; at equal priority, the ten containers' highstates (load 30 on 2 cores)
 # left it a thirtieth of the CPU. Ahead of them it takes one core and they share the other.
+# Where the kernel groups tasks by session (autogroup, on here: kernel.sched_autogroup_enabled
+# is 1), QEMU's -daemonize gives it a session of its own, weighed as one entity beside Docker's
+# cgroup, and a niceness counts only inside its session: there it changes nothing
+# (scripts/test.sh weighs Docker's group instead).
 NICENESS = -10
 # Bump when the build steps below change in a way the inputs do not show.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 5
 
 QEMU = "qemu-system-x86_64"
 SSH_USER = "root"
@@ -334,8 +376,6 @@ def host_nameservers(paths=("/etc/resolv.conf", "/run/systemd/resolve/resolv.con
 class BaseImage:
     key: str
     disk: Path
-    kernel: Path
-    initrd: Path
 
 
 def image_key() -> str:
@@ -347,7 +387,8 @@ def image_key() -> str:
         # Salt is baked in (wheelhouse.install_runtime): emulated, pip took minutes to install
         # it during the bootstrap, and the minion's first start compiled its bytecode.
         "salt_runtime": wheelhouse.dependencies_key(),
-        "disk_size": DISK_SIZE,
+        "disk_mib": DISK_MIB,
+        "partition_start": PART_START,
         "recipe": RECIPE_VERSION,
         "node_recipe": image.RECIPE_VERSION,
     }
@@ -356,7 +397,7 @@ def image_key() -> str:
 
 def _cached(key: str) -> BaseImage:
     where = CACHE_DIR / key
-    return BaseImage(key, where / "disk.img", where / "vmlinuz", where / "initrd.img")
+    return BaseImage(key, where / "disk.img")
 
 
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key"
@@ -379,9 +420,34 @@ ExecStartPre=/usr/sbin/sshd -t
 """
 
 
-def _finish_vm_rootfs(root: Path) -> None:
+# update-grub's input in the VM. GRUB_DEFAULT=saved: the kernel role chooses the kernel to boot
+# with grub-set-default (grubenv), not by menu position. GRUB and the kernel talk on the serial
+# port, which is the VM's console log; without GRUB_TERMINAL=serial, update-grub would send the
+# menu to a screen the VM does not have. No menu wait: nobody is there to choose.
+GRUB_DEFAULTS = """\
+# saltyard (saltyard/localcluster/vm.py); update-grub reads this.
+GRUB_DEFAULT=saved
+GRUB_TIMEOUT=0
+GRUB_DISTRIBUTOR=Debian
+GRUB_CMDLINE_LINUX_DEFAULT=""
+GRUB_CMDLINE_LINUX="console=ttyS0"
+GRUB_TERMINAL=serial
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+"""
+# For kernels installed inside the VM (written after the build's own kernel install: in the
+# chroot, "dep" would look at the build machine's hardware): an initrd with only the modules
+# this VM uses is a third of the size, quicker for GRUB to load through the BIOS and for the
+# emulated CPU to pack. gzip: minbase has no zstd, initramfs-tools' default.
+INITRAMFS_CONF = "# saltyard (saltyard/localcluster/vm.py)\nMODULES=dep\nCOMPRESS=gzip\n"
+GRUB_DIR = "usr/lib/grub/i386-pc"
+
+
+def _finish_vm_rootfs(root: Path, fs_uuid: str) -> None:
     image._finish_rootfs(root)
-    (root / "etc/fstab").write_text("/dev/vda / ext4 rw,errors=remount-ro 0 1\n")
+    # By UUID, as Debian's installer writes it: the same line whatever the disk is called.
+    (root / "etc/fstab").write_text(f"UUID={fs_uuid} / ext4 rw,errors=remount-ro 0 1\n")
+    (root / "etc/default/grub").write_text(GRUB_DEFAULTS)
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
     (root / "etc/ssh/sshd_config.d").mkdir(exist_ok=True)
@@ -403,10 +469,11 @@ def _finish_vm_rootfs(root: Path) -> None:
     )
     # It looks for LVM snapshots, which a VM has none of, and costs seconds of a slow boot.
     subprocess.run([*systemctl, "disable", "e2scrub_reap.service"], check=True, capture_output=True)
+    subprocess.run([*systemctl, "disable", *DISABLED_UNITS], check=True, capture_output=True)
 
 
 def build(force: bool = False) -> BaseImage:
-    """Build the VM base image (disk, kernel, initrd) unless it is cached; return it."""
+    """Build the VM base image (a bootable disk) unless it is cached; return it."""
     key = image_key()
     cached = _cached(key)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
@@ -430,7 +497,7 @@ def _build(key: str) -> None:
     work = Path(tempfile.mkdtemp(prefix=f"build-{key}-", dir=CACHE_DIR))
     try:
         root = work / "rootfs"
-        step(f"debootstrap {image.SUITE} with a kernel for the VMs (two or three minutes)")
+        step(f"debootstrap {image.SUITE} with a kernel and GRUB for the VMs (two or three minutes)")
         subprocess.run(
             [
                 "debootstrap",
@@ -445,33 +512,18 @@ def _build(key: str) -> None:
         )
         # Before the rootfs is finished: apt needs the build machine's resolver.
         _install_consul(root)
-        _finish_vm_rootfs(root)
+        fs_uuid = str(uuid.uuid4())
+        _finish_vm_rootfs(root, fs_uuid)
         wheelhouse.install_runtime(root)
-        kernels = sorted((root / "boot").glob("vmlinuz-*"))
-        initrds = sorted((root / "boot").glob("initrd.img-*"))
-        if not kernels or not initrds:
-            raise VmError(f"the VM rootfs has no kernel or initrd in {root / 'boot'}")
-        shutil.copy(kernels[-1], work / "vmlinuz")
-        shutil.copy(initrds[-1], work / "initrd.img")
-        step(f"writing the VM disk image ({DISK_SIZE}, sparse) with mkfs.ext4 -d")
-        subprocess.run(
-            [
-                "mkfs.ext4",
-                "-q",
-                "-F",
-                "-L",
-                "saltyard-vm",
-                "-d",
-                root,
-                work / "disk.img",
-                DISK_SIZE,
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        kernel = _install_grub_files(root, fs_uuid)
+        core = _make_core_image(root, fs_uuid)
+        boot = (root / GRUB_DIR / "boot.img").read_bytes()
+        step(f"writing the VM disk image ({DISK_MIB} MiB, sparse): MBR, GRUB, ext4 at 1 MiB")
+        _write_disk(work / "disk.img", root, fs_uuid, core, boot)
         shutil.rmtree(root)
         (work / "inputs.json").write_text(
-            json.dumps({"packages": packages(), "kernel": kernels[-1].name}, indent=2) + "\n"
+            json.dumps({"packages": packages(), "kernel": kernel, "fs_uuid": fs_uuid}, indent=2)
+            + "\n"
         )
         if (CACHE_DIR / key).exists():
             shutil.rmtree(CACHE_DIR / key)
@@ -479,6 +531,157 @@ def _build(key: str) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     step(f"VM image {key} built in {time.monotonic() - started:.0f} s")
+
+
+def _install_grub_files(root: Path, fs_uuid: str) -> str:
+    """Put in the rootfs what grub-install would, and a first grub.cfg; return the kernel
+    release it boots.
+
+    The first grub.cfg is written by hand: update-grub cannot run in a chroot (grub-probe finds
+    no device for /). The first kernel install in the VM runs Debian's update-grub, which
+    replaces it; its entries then carry the ids grub-set-default takes. Written last: the kernel
+    hook runs update-grub only once grub.cfg exists."""
+    kernels = sorted(
+        (p.name.removeprefix("vmlinuz-") for p in (root / "boot").glob("vmlinuz-*")),
+        key=_release_key,
+    )
+    if not kernels:
+        raise VmError(f"the VM rootfs has no kernel in {root / 'boot'}")
+    release = kernels[-1]
+    if not (root / "boot" / f"initrd.img-{release}").exists():
+        raise VmError(f"the VM rootfs has no initrd for kernel {release} in {root / 'boot'}")
+    (root / "etc/initramfs-tools/conf.d/saltyard-vm").write_text(INITRAMFS_CONF)
+    # The modules GRUB's normal.mod loads at boot, from the same grub-pc-bin as core.img.
+    modules = root / "boot/grub/i386-pc"
+    shutil.rmtree(modules, ignore_errors=True)
+    modules.mkdir(parents=True)
+    for source in (root / GRUB_DIR).iterdir():
+        if source.suffix in (".mod", ".lst"):
+            shutil.copy(source, modules / source.name)
+    subprocess.run(
+        ["chroot", str(root), "grub-editenv", "/boot/grub/grubenv", "create"], check=True
+    )
+    (root / "boot/grub/grub.cfg").write_text(
+        "# saltyard (saltyard/localcluster/vm.py): the build's grub.cfg; update-grub in the VM\n"
+        "# replaces it at the first kernel install.\n"
+        "serial --unit=0 --speed=115200\n"
+        "terminal_input serial\n"
+        "terminal_output serial\n"
+        "set timeout=0\n"
+        "insmod part_msdos\n"
+        "insmod ext2\n"
+        f"search --no-floppy --fs-uuid --set=root {fs_uuid}\n"
+        f"menuentry 'Debian GNU/Linux, with Linux {release}' {{\n"
+        f"\tlinux /boot/vmlinuz-{release} root=UUID={fs_uuid} ro console=ttyS0\n"
+        f"\tinitrd /boot/initrd.img-{release}\n"
+        "}\n"
+    )
+    return release
+
+
+def _release_key(release: str) -> tuple:
+    """Order kernel releases as `sort -V` does for Debian's names (6.1.0-9 < 6.1.0-10)."""
+    return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", release))
+
+
+def _make_core_image(root: Path, fs_uuid: str) -> bytes:
+    """GRUB's core.img from the rootfs's own grub-mkimage (the build machine needs no GRUB):
+    it finds the root filesystem by UUID and hands over to /boot/grub (normal.mod, grub.cfg)."""
+    early = root / "tmp/saltyard-early.cfg"
+    early.write_text(f"search.fs_uuid {fs_uuid} root\nset prefix=($root)/boot/grub\n")
+    try:
+        subprocess.run(
+            [
+                "chroot",
+                str(root),
+                "grub-mkimage",
+                "-O",
+                "i386-pc",
+                "-o",
+                "/tmp/saltyard-core.img",
+                "-c",
+                "/tmp/saltyard-early.cfg",
+                "-p",
+                "/boot/grub",
+                "biosdisk",
+                "part_msdos",
+                "ext2",
+                "search_fs_uuid",
+            ],
+            check=True,
+        )
+        core = (root / "tmp/saltyard-core.img").read_bytes()
+    finally:
+        early.unlink(missing_ok=True)
+        (root / "tmp/saltyard-core.img").unlink(missing_ok=True)
+    sectors = -(-len(core) // SECTOR)
+    if sectors >= PART_START - 1:
+        raise VmError(f"GRUB's core.img ({sectors} sectors) does not fit before the partition")
+    # Its first sector ends in a block list (start sector at 0x1f4, count at 0x1fc) that
+    # grub-mkimage leaves as "the rest of core.img, from sector 2": right when core.img sits at
+    # sector 1, where _write_disk puts it. Checked, so that another GRUB build cannot make an
+    # image that hangs at boot with nothing in the log.
+    start, count = struct.unpack_from("<QH", core, 0x1F4)
+    if (start, count) != (2, sectors - 1):
+        raise VmError(
+            f"GRUB's core.img has block list start={start} count={count}, expected 2 and "
+            f"{sectors - 1}; this GRUB build needs grub-bios-setup"
+        )
+    return core
+
+
+def mbr_partition_table(part_start: int, part_sectors: int, disk_id: int) -> bytes:
+    """Bytes 440-511 of an MBR: the disk signature and one bootable Linux partition (LBA only:
+    its CHS fields say "beyond CHS", which Linux, GRUB and SeaBIOS all accept), then 0x55AA."""
+    beyond_chs = b"\xfe\xff\xff"
+    entry = struct.pack("<B3sB3sII", 0x80, beyond_chs, 0x83, beyond_chs, part_start, part_sectors)
+    return struct.pack("<IH", disk_id, 0) + entry + bytes(48) + b"\x55\xaa"
+
+
+def _write_disk(disk: Path, root: Path, fs_uuid: str, core: bytes, boot: bytes) -> None:
+    """A sparse raw disk: the MBR (GRUB's boot.img and the partition table), core.img from
+    sector 1, and partition 1 from PART_START holding an ext4 filesystem of root."""
+    size = DISK_MIB * 1024 * 1024
+    with open(disk, "wb") as f:
+        f.truncate(size)
+    subprocess.run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            FS_LABEL,
+            "-U",
+            fs_uuid,
+            "-E",
+            f"offset={PART_OFFSET}",
+            "-d",
+            root,
+            disk,
+            # The filesystem's size, not the disk's.
+            f"{(size - PART_OFFSET) // 1024}k",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    # boot.img jumps to core.img at the sector in its kernel_sector field (8 bytes at 0x5c):
+    # 1 as shipped. At 0x66 a 2-byte jump skips the code that trusts the BIOS's boot drive
+    # number; grub-bios-setup overwrites it with two NOPs for a hard disk, and so do we.
+    if struct.unpack_from("<Q", boot, 0x5C)[0] != 1 or boot[0x66] != 0xEB:
+        raise VmError("GRUB's boot.img is not the layout this build expects (kernel_sector, jmp)")
+    mbr = bytearray(boot[:440])
+    mbr[0x66:0x68] = b"\x90\x90"
+    part_sectors = (size - PART_OFFSET) // SECTOR
+    mbr += mbr_partition_table(PART_START, part_sectors, int(fs_uuid[:8], 16))
+    with open(disk, "r+b") as f:
+        f.write(mbr)
+        f.seek(SECTOR)
+        f.write(core)
+
+
+def _fs(disk: Path) -> str:
+    """The root filesystem inside a VM disk, as e2fsprogs tools (debugfs, e2fsck) take it."""
+    return f"{disk}?offset={PART_OFFSET}"
 
 
 def _prune(key: str) -> None:
@@ -527,11 +730,29 @@ def guest_files(
     }
 
 
+def _read_guest_file(disk: Path, path: str) -> str:
+    return subprocess.run(
+        ["debugfs", "-R", f"cat {path}", _fs(disk)], capture_output=True, text=True, check=False
+    ).stdout
+
+
 def write_guest_files(disk: Path, files: dict[str, tuple[str, int]]) -> None:
-    """Write files into an ext4 image that no VM runs from, and read them back."""
+    """Write files into the root filesystem of a VM disk that no VM runs from, and read them
+    back. Files that already hold their content are left alone."""
+    stale = {path: v for path, v in files.items() if _read_guest_file(disk, path) != v[0]}
+    if not stale:
+        return
+    # A VM that was killed leaves its journal unreplayed: debugfs writes beside it, and the
+    # replay at the next mount could undo the write. Replay it first, as a boot's fsck does.
+    check = subprocess.run(["e2fsck", "-p", _fs(disk)], capture_output=True, text=True, check=False)
+    if check.returncode >= 4:
+        raise VmError(
+            f"e2fsck -p {_fs(disk)} exited {check.returncode}: "
+            f"{(check.stdout + check.stderr).strip()}"
+        )
     with tempfile.TemporaryDirectory(prefix="saltyard-vmfiles-") as tmp:
         script = []
-        for index, (path, (content, mode)) in enumerate(sorted(files.items())):
+        for index, (path, (content, mode)) in enumerate(sorted(stale.items())):
             staged = Path(tmp) / str(index)
             staged.write_text(content)
             # debugfs gives the new inode the staged file's mode and owner.
@@ -539,16 +760,13 @@ def write_guest_files(disk: Path, files: dict[str, tuple[str, int]]) -> None:
             script += [f"rm {path}", f"write {staged} {path}"]
         (Path(tmp) / "script").write_text("\n".join(script) + "\n")
         subprocess.run(
-            ["debugfs", "-w", "-f", str(Path(tmp) / "script"), str(disk)],
+            ["debugfs", "-w", "-f", str(Path(tmp) / "script"), _fs(disk)],
             check=True,
             capture_output=True,
         )
     # debugfs reports failures on stderr but exits 0; reading back is the real check.
-    for path, (content, _mode) in files.items():
-        got = subprocess.run(
-            ["debugfs", "-R", f"cat {path}", str(disk)], capture_output=True, text=True, check=False
-        ).stdout
-        if got != content:
+    for path, (content, _mode) in stale.items():
+        if _read_guest_file(disk, path) != content:
             raise VmError(f"could not write {path} into {disk} with debugfs")
 
 
@@ -637,7 +855,7 @@ def _remove_tap(tap: str | None) -> None:
 
 
 def qemu_command(
-    name: str, base: BaseImage, files: VmFiles, tap: str, mac: str, memory_mb: int = MEMORY_MB
+    name: str, files: VmFiles, tap: str, mac: str, memory_mb: int = MEMORY_MB
 ) -> list[str]:
     return [
         QEMU,
@@ -652,12 +870,7 @@ def qemu_command(
         "-nodefaults",
         "-display",
         "none",
-        "-kernel",
-        str(base.kernel),
-        "-initrd",
-        str(base.initrd),
-        "-append",
-        "root=/dev/vda rw console=ttyS0",
+        # No -kernel: SeaBIOS boots the disk's MBR, GRUB the kernel of the saved default.
         "-drive",
         f"file={files.disk},format=raw,if=virtio",
         "-netdev",
@@ -677,10 +890,16 @@ def qemu_command(
     ]
 
 
+def memory_for(node: Node) -> int:
+    """The VM's memory: more for a mesos agent, which runs Docker and its tasks."""
+    return AGENT_MEMORY_MB if node.has_role("mesos-agent") else MEMORY_MB
+
+
 def start(
-    node: Node, inventory: Inventory, state_dir: Path = STATE_DIR, memory_mb: int = MEMORY_MB
+    node: Node, inventory: Inventory, state_dir: Path = STATE_DIR, memory_mb: int | None = None
 ) -> VmStatus:
     """Boot node's VM on the inventory's Docker network; a running VM is left alone."""
+    memory_mb = memory_mb or memory_for(node)
     files = VmFiles.of(node.name, state_dir)
     current = status(node.name, state_dir)
     if current.running:
@@ -736,7 +955,7 @@ def start(
         f"console log {files.log})"
     )
     proc = subprocess.run(
-        ["nice", "-n", str(NICENESS), *qemu_command(node.name, base, files, tap, mac, memory_mb)],
+        ["nice", "-n", str(NICENESS), *qemu_command(node.name, files, tap, mac, memory_mb)],
         capture_output=True,
         text=True,
         check=False,
@@ -807,6 +1026,58 @@ def wait_ssh(name: str, state_dir: Path = STATE_DIR, timeout: float = 300) -> fl
         f"VM {name} did not answer SSH within {timeout:.0f} s ({detail}); its console:\n"
         f"{_log_tail(files)}"
     )
+
+
+def boot_id(name: str, state_dir: Path = STATE_DIR, timeout: float = 60) -> str:
+    """The kernel's id of the VM's current boot: a new one at every boot."""
+    proc = ssh(name, ["cat", "/proc/sys/kernel/random/boot_id"], state_dir, timeout=timeout)
+    if proc.returncode != 0:
+        raise VmError(f"VM {name}: cannot read its boot id: {proc.stdout.strip()}")
+    return proc.stdout.strip()
+
+
+def wait_reboot(
+    name: str, previous_boot: str, state_dir: Path = STATE_DIR, timeout: float = 600
+) -> float:
+    """Wait until the VM answers SSH from a boot other than previous_boot; return the seconds
+    it took. A VM that does not come back in time is reported with its console, not guessed
+    at."""
+    files = VmFiles.of(name, state_dir)
+    started = time.monotonic()
+    deadline = started + timeout
+    last_report = started
+    while time.monotonic() < deadline:
+        if not status(name, state_dir).running:
+            raise VmError(f"VM {name} stopped while rebooting; its console:\n{_log_tail(files)}")
+        try:
+            proc = ssh(name, ["cat", "/proc/sys/kernel/random/boot_id"], state_dir, timeout=30)
+            if proc.returncode == 0 and proc.stdout.strip() not in ("", previous_boot):
+                seconds = time.monotonic() - started
+                step(f"VM {name} is back after {seconds:.0f} s")
+                return seconds
+        except subprocess.TimeoutExpired:
+            pass
+        if time.monotonic() - last_report >= 30:
+            last_report = time.monotonic()
+            step(f"VM {name}: still rebooting ({last_report - started:.0f} s)")
+        time.sleep(2)
+    raise VmError(
+        f"VM {name} did not come back within {timeout:.0f} s of its reboot; its console:\n"
+        f"{_log_tail(files)}"
+    )
+
+
+def reboot(name: str, state_dir: Path = STATE_DIR, timeout: float = 600) -> float:
+    """Reboot the VM from inside (the guest's own `systemctl reboot`, so through the BIOS and
+    GRUB again) and wait until it answers from the new boot; return the seconds it took."""
+    before = boot_id(name, state_dir)
+    step(f"rebooting VM {name}")
+    # The connection may drop before ssh sees the command's status: the wait is the check.
+    try:
+        ssh(name, ["systemctl", "reboot"], state_dir, timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    return wait_reboot(name, before, state_dir, timeout)
 
 
 def _qmp(path: Path, command: str) -> None:

@@ -2,8 +2,9 @@
 healthy capacity, and only then bring the machine DOWN.
 
 1. Refuse, before anything changes, when some app on the agent has nowhere else to go (no other
-   agent outside maintenance meets its constraints, free resources or fixed host ports), unless
-   the caller accepts that app's downtime (``accept_downtime``).
+   agent outside maintenance is of a role the app accepts and meets its constraints, free
+   resources or fixed host ports), unless the caller accepts that app's downtime
+   (``accept_downtime``).
 2. Schedule maintenance: the agent is DRAINING and Marathon (maintenance mode) places nothing new
    there.
 3. For each task there, one at a time: when the app can lose an instance and stay at its healthy
@@ -40,7 +41,13 @@ from typing import Any
 
 from saltyard.clients.marathon import MarathonClient, MarathonError
 from saltyard.clients.mesos import MesosError, MesosMasterClient
-from saltyard.marathon_constraints import AgentInfo, constraint_allows
+from saltyard.marathon_constraints import (
+    DEFAULT_ACCEPTED_ROLES,
+    UNRESERVED,
+    AgentInfo,
+    accepts,
+    constraint_allows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +86,23 @@ class AgentView:
     free: dict[str, float] | None = None
     in_maintenance: bool = False
     ports_in_use: frozenset[int] = field(default_factory=frozenset)
+    # The role its resources are reserved for (Mesos's static reservation); UNRESERVED if none.
+    role: str = UNRESERVED
 
     @property
     def info(self) -> AgentInfo:
-        return AgentInfo(self.name, dict(self.attributes))
+        return AgentInfo(self.name, dict(self.attributes), self.role)
+
+
+def reserved_role(slave: dict) -> str:
+    """The role an agent of ``/master/slaves`` is reserved for as a whole (``--default_role``),
+    or UNRESERVED when it has unreserved resources (or reports no reservation). An agent
+    reserved for several roles is shown as the first: Marathon registers with one role."""
+    unreserved = slave.get("unreserved_resources")
+    reserved = {r: v for r, v in (slave.get("reserved_resources") or {}).items() if v}
+    if reserved and not unreserved:
+        return sorted(reserved)[0]
+    return UNRESERVED
 
 
 def agent_views(
@@ -113,6 +133,7 @@ def agent_views(
                 free=free,
                 in_maintenance=name in maintenance or not slave.get("active", True),
                 ports_in_use=frozenset(ports.get(name, ())),
+                role=reserved_role(slave),
             )
         )
     return views
@@ -173,10 +194,33 @@ def _constraint_text(constraints: list) -> str:
     return json.dumps(constraints) if constraints else "none"
 
 
-def _why_no_agent(app: dict, candidates: list[AgentView], placed: list[AgentInfo]) -> str:
-    constraints = app.get("constraints") or []
+def accepted_roles(app: dict, default_roles: Iterable[str] = DEFAULT_ACCEPTED_ROLES) -> list[str]:
+    """The roles an app's tasks may run on: its acceptedResourceRoles, or Marathon's default."""
+    return sorted(app.get("acceptedResourceRoles") or default_roles)
+
+
+def _why_no_agent(
+    app: dict, candidates: list[AgentView], placed: list[AgentInfo], roles: list[str]
+) -> str:
     if not candidates:
         return "no other agent is outside maintenance"
+    reserved = [a for a in candidates if not accepts(roles, a.info)]
+    usable = [a for a in candidates if accepts(roles, a.info)]
+    described = ", ".join(f"{a.name} (role {a.role})" for a in reserved)
+    if not usable:
+        return (
+            f"it accepts resources of roles {roles} only, and no other agent outside "
+            f"maintenance has them (the others: {described})"
+        )
+    why = _why_not_these(app, usable, placed)
+    if reserved:
+        why += f"; it accepts resources of roles {roles} only, so not {described}"
+    return why
+
+
+def _why_not_these(app: dict, candidates: list[AgentView], placed: list[AgentInfo]) -> str:
+    """Why none of ``candidates`` (agents of a role the app accepts) can take the task."""
+    constraints = app.get("constraints") or []
     infos = [a.info for a in candidates]
     described = ", ".join(
         f"{a.name} ({','.join(f'{k}={v}' for k, v in sorted(a.attributes.items())) or '-'})"
@@ -215,12 +259,19 @@ def _why_no_agent(app: dict, candidates: list[AgentView], placed: list[AgentInfo
     return "; ".join(reasons) or "no agent can take it"
 
 
-def nowhere_to_go(host: str, apps: Iterable[dict], agents: list[AgentView]) -> dict[str, str]:
+def nowhere_to_go(
+    host: str,
+    apps: Iterable[dict],
+    agents: list[AgentView],
+    default_roles: Iterable[str] = DEFAULT_ACCEPTED_ROLES,
+) -> dict[str, str]:
     """The apps with tasks on ``host`` that could not all be placed elsewhere, with why: for
-    each such task in turn, an agent other than ``host`` and outside maintenance that meets the
-    app's constraints (given where its other instances run, the old task included while it runs
-    beside an extra instance), has the free cpus/mem/disk (when the master reports them) and none
-    of the app's fixed host ports in use. Placements are simulated in order, like Marathon's
+    each such task in turn, an agent other than ``host`` and outside maintenance, of a role the
+    app accepts (its acceptedResourceRoles, or ``default_roles``: Marathon's
+    ``--default_accepted_resource_roles``), that meets the app's constraints (given where its
+    other instances run, the old task included while it runs beside an extra instance), has the
+    free cpus/mem/disk (when the master reports them) and none of the app's fixed host ports in
+    use. Placements are simulated in order, like Marathon's
     (the agent with the fewest of the app's instances), so several tasks that would crowd one
     agent count against it. Returns ``{app_id: reason}``; empty when the drain can go ahead.
     """
@@ -235,6 +286,7 @@ def nowhere_to_go(host: str, apps: Iterable[dict], agents: list[AgentView]) -> d
         if not here:
             continue
         constraints = app.get("constraints") or []
+        roles = accepted_roles(app, default_roles)
         healthy = sum(1 for t in tasks if is_healthy(t, app))
         plan = capacity_plan(app, healthy)
         fixed = fixed_host_ports(app)
@@ -250,6 +302,8 @@ def nowhere_to_go(host: str, apps: Iterable[dict], agents: list[AgentView]) -> d
             infos = [a.info for a in candidates]
             fits = []
             for agent in candidates:
+                if not accepts(roles, agent.info):
+                    continue
                 if not all(constraint_allows(c, agent.info, infos, placed) for c in constraints):
                     continue
                 if fixed & ports[agent.name]:
@@ -262,10 +316,17 @@ def nowhere_to_go(host: str, apps: Iterable[dict], agents: list[AgentView]) -> d
                 fits.append(agent)
             if not fits:
                 view = [
-                    AgentView(a.name, a.attributes, free[a.name], False, frozenset(ports[a.name]))
+                    AgentView(
+                        a.name,
+                        a.attributes,
+                        free[a.name],
+                        False,
+                        frozenset(ports[a.name]),
+                        a.role,
+                    )
                     for a in candidates
                 ]
-                stranded[app.get("id", "?")] = _why_no_agent(app, view, placed)
+                stranded[app.get("id", "?")] = _why_no_agent(app, view, placed, roles)
                 break
             load = Counter(p.name for p in elsewhere)
             chosen = min(fits, key=lambda a: (load[a.name], a.name))
@@ -329,6 +390,8 @@ class Drain:
     interval: float = 1.0
     ledger_path: str | os.PathLike | None = None
     progress: Callable[[dict], None] | None = None
+    # Marathon's --default_accepted_resource_roles: where apps without acceptedResourceRoles run.
+    default_roles: tuple[str, ...] = DEFAULT_ACCEPTED_ROLES
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     moved: list[dict] = field(default_factory=list)
@@ -508,19 +571,15 @@ class Drain:
 
     # ------------------------------------------------------------------ the whole drain
 
-    def run(self) -> dict:
-        began = self.clock()
+    def check(self) -> dict:
+        """What a drain would do, changing nothing: ``mode``, ``move`` (the apps whose tasks on
+        the agent would move) and ``stop`` (``{app: why}``: the apps whose tasks have nowhere
+        else to go). Raises DrainRefused when ``stop`` is not empty and downtime is not
+        accepted; DrainError when the agent is not one the Mesos master knows."""
         try:
             mode = self.mesos.mode(self.host)
             if mode == "DOWN":
-                return {
-                    "host": self.host,
-                    "changed": False,
-                    "mode": "DOWN",
-                    "moved": [],
-                    "stopped": [],
-                    "comment": f"{self.host} is already DOWN: nothing to drain",
-                }
+                return {"host": self.host, "mode": "DOWN", "move": [], "stop": {}, "apps": []}
             slaves = self.mesos.agents()
             if mode == "UP" and self.host not in {s.get("hostname") for s in slaves}:
                 raise DrainError(f"{self.host} is not an agent the Mesos master knows")
@@ -529,9 +588,30 @@ class Drain:
                 (m.get("id") or {}).get("hostname") for m in status.get("draining_machines", [])
             }
             apps = self._apps()
-            stranded = nowhere_to_go(self.host, apps, agent_views(slaves, in_maintenance, apps))
-            if stranded and not self.accept_downtime:
-                raise DrainRefused(self.host, stranded)
+        except (MarathonError, MesosError) as exc:
+            raise DrainError(f"drain of {self.host}: {exc}") from exc
+        stranded = nowhere_to_go(
+            self.host, apps, agent_views(slaves, in_maintenance, apps), self.default_roles
+        )
+        if stranded and not self.accept_downtime:
+            raise DrainRefused(self.host, stranded)
+        move = sorted(a["id"] for a in apps if self._here(a) and a["id"] not in stranded)
+        return {"host": self.host, "mode": mode, "move": move, "stop": stranded, "apps": apps}
+
+    def run(self) -> dict:
+        began = self.clock()
+        plan = self.check()
+        mode, stranded = plan["mode"], plan["stop"]
+        if mode == "DOWN":
+            return {
+                "host": self.host,
+                "changed": False,
+                "mode": "DOWN",
+                "moved": [],
+                "stopped": [],
+                "comment": f"{self.host} is already DOWN: nothing to drain",
+            }
+        try:
             for app_id, why in sorted(stranded.items()):
                 log.warning(
                     "drain %s: %s has nowhere to go (%s); its downtime is accepted: its tasks "
@@ -543,8 +623,7 @@ class Drain:
             scheduled = False
             if mode == "UP":
                 scheduled = self.mesos.schedule_machine(self.host)
-            movable = sorted(a["id"] for a in apps if self._here(a) and a["id"] not in stranded)
-            for app_id in movable:
+            for app_id in plan["move"]:
                 self._move_app(app_id)
             left = [t["id"] for a in self._apps() if a["id"] not in stranded for t in self._here(a)]
             if left:
@@ -588,6 +667,23 @@ class Drain:
             self.sleep(self.interval)
 
 
+def check_agent(
+    marathon: MarathonClient,
+    mesos: MesosMasterClient,
+    host: str,
+    *,
+    accept_downtime: bool = False,
+    default_roles: tuple[str, ...] = DEFAULT_ACCEPTED_ROLES,
+) -> dict:
+    """What draining ``host`` would do, changing nothing (Drain.check): ``mode``, ``move`` and
+    ``stop``. Raises DrainRefused as the drain itself would, before it changed anything."""
+    plan = Drain(
+        marathon, mesos, host, accept_downtime=accept_downtime, default_roles=tuple(default_roles)
+    ).check()
+    plan.pop("apps")
+    return plan
+
+
 def drain_agent(
     marathon: MarathonClient,
     mesos: MesosMasterClient,
@@ -598,11 +694,14 @@ def drain_agent(
     interval: float = 1.0,
     ledger_path: str | os.PathLike | None = None,
     progress: Callable[[dict], None] | None = None,
+    default_roles: tuple[str, ...] = DEFAULT_ACCEPTED_ROLES,
 ) -> dict:
     """Drain ``host`` (see the module's docstring); returns the report: ``moved`` (per task:
     app, task, replaced_by, to, seconds, how), ``stopped`` (tasks of apps whose downtime was
     accepted), ``changed``, ``mode``. Raises DrainRefused before any change when tasks have
-    nowhere to go and ``accept_downtime`` is false; DrainError when a step fails or times out."""
+    nowhere to go and ``accept_downtime`` is false; DrainError when a step fails or times out.
+    ``default_roles`` is Marathon's ``--default_accepted_resource_roles`` (``*`` only by
+    default: an app without acceptedResourceRoles is then never moved to a reserved agent)."""
     return Drain(
         marathon,
         mesos,
@@ -612,4 +711,5 @@ def drain_agent(
         interval=interval,
         ledger_path=ledger_path,
         progress=progress,
+        default_roles=tuple(default_roles),
     ).run()

@@ -35,7 +35,19 @@ def main(argv: list[str] | None = None) -> int:
         required=True,
         metavar="NAME=DOCKER_URL[:k=v,...]",
         help="an agent: hostname, Docker engine URL, attributes (@ports=LO-HI, @address=IP, "
-        "@bind=IP configure the emulator); repeatable",
+        "@bind=IP, @role=ROLE configure the emulator); repeatable",
+    )
+    parser.add_argument(
+        "--mesos-role",
+        default="*",
+        help="Marathon's --mesos_role: besides unreserved resources it is offered the agents "
+        "reserved for this role (@role=)",
+    )
+    parser.add_argument(
+        "--default-accepted-resource-roles",
+        metavar="ROLE[,ROLE...]",
+        help="Marathon's --default_accepted_resource_roles: the roles an app without "
+        "acceptedResourceRoles runs on (default: '*' and the --mesos-role)",
     )
     parser.add_argument("--state-file", help="JSON file the app definitions persist to")
     parser.add_argument(
@@ -99,18 +111,26 @@ def main(argv: list[str] | None = None) -> int:
         if not sep or not user:
             parser.error("SALTYARD_REGISTRY_CREDENTIALS must be user:password")
         pull_auth = {"username": user, "password": password}
+    default_roles = None
+    if args.default_accepted_resource_roles:
+        default_roles = tuple(r.strip() for r in args.default_accepted_resource_roles.split(","))
     host, port = args.listen
-    emulator = Emulator(
-        agents,
-        args.state_file,
-        cluster=args.cluster_name,
-        leader=f"{host}:{port}",
-        default_image=args.default_image,
-        use_init=not args.no_docker_init,
-        kill_grace=args.kill_grace,
-        pull_from=tuple(args.pull_from),
-        pull_auth=pull_auth,
-    )
+    try:
+        emulator = Emulator(
+            agents,
+            args.state_file,
+            cluster=args.cluster_name,
+            leader=f"{host}:{port}",
+            default_image=args.default_image,
+            use_init=not args.no_docker_init,
+            kill_grace=args.kill_grace,
+            pull_from=tuple(args.pull_from),
+            pull_auth=pull_auth,
+            mesos_role=args.mesos_role,
+            default_accepted_roles=default_roles,
+        )
+    except ValueError as exc:  # a bad role: named, before anything starts
+        parser.error(str(exc))
     server = make_server(emulator, host, port, credentials=credentials)
     emulator.start()
     stopping = threading.Event()

@@ -6,7 +6,10 @@ the emulator instead of being Mesos attributes:
 - ``@ports=31000-32000``: the host-port range random ports are taken from (default 31000-32000);
 - ``@address=IP``: where the emulator reaches the task's host ports for health checks (default
   127.0.0.1 for a unix socket, the URL's host for tcp://);
-- ``@bind=IP``: the host IP published ports bind to in BRIDGE mode (default: all addresses).
+- ``@bind=IP``: the host IP published ports bind to in BRIDGE mode (default: all addresses);
+- ``@role=ROLE``: the agent's resources are reserved for ROLE (a static reservation, a Mesos
+  agent's ``--default_role``): only apps whose ``acceptedResourceRoles`` name ROLE run there, and
+  only when the emulator registers with that role (``--mesos-role``), as Marathon does.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import docker
 import docker.errors
 import docker.tls
 
-from .placement import AgentInfo
+from .placement import UNRESERVED, AgentInfo, role_error
 
 LABEL = "saltyard.marathon-emulator"
 
@@ -38,6 +41,7 @@ class Agent:
     port_range: tuple[int, int] = (31000, 32000)
     address: str = "127.0.0.1"
     bind: str = ""
+    role: str = UNRESERVED
     slave_id: str = ""
     # Client certificate and CA for a tcp:// engine that requires TLS (dockerd --tlsverify).
     tls: docker.tls.TLSConfig | None = field(default=None, repr=False)
@@ -77,6 +81,10 @@ class Agent:
                 agent.address = value
             elif key == "@bind":
                 agent.bind = value
+            elif key == "@role":
+                if role_error(value):
+                    raise AgentSpecError(f"agent {name}: @role: {role_error(value)}")
+                agent.role = value
             elif key.startswith("@"):
                 raise AgentSpecError(f"agent {name}: unknown option {key}")
             else:
@@ -86,7 +94,7 @@ class Agent:
 
     @property
     def info(self) -> AgentInfo:
-        return AgentInfo(self.name, dict(self.attributes))
+        return AgentInfo(self.name, dict(self.attributes), self.role)
 
     @property
     def client(self) -> docker.DockerClient:

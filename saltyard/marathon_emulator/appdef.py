@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 from saltyard import marathon_appdef
 from saltyard.marathon_appdef import canonical_id
+from saltyard.marathon_constraints import UNRESERVED
 
 SERVICE_PORT_RANGE = (10000, 20000)
 
@@ -106,15 +107,20 @@ def task_id_prefix(app_id: str) -> str:
     return app_id.strip("/").replace("/", "_")
 
 
-def validate(app: dict) -> None:
+def validate(app: dict, mesos_role: str = UNRESERVED) -> None:
     """Raise ValidationFailed (422) listing every problem, with Marathon-style paths.
 
-    The rules are the shared ones (``saltyard.marathon_appdef.validate_app``); this only groups
-    them into Marathon's ``details: [{path, errors}]``.
+    The rules are the shared ones (``saltyard.marathon_appdef.validate_app``) and this
+    emulator's own (a container network's name, the roles it is offered); this groups them into
+    Marathon's ``details: [{path, errors}]``.
     """
     details: list[dict] = []
     by_path: dict[str, list[str]] = {}
-    errors = marathon_appdef.validate_app(app) + network_name_errors(app)
+    errors = (
+        marathon_appdef.validate_app(app)
+        + network_name_errors(app)
+        + offered_role_errors(app, mesos_role)
+    )
     for error in errors:
         if error.path not in by_path:
             by_path[error.path] = []
@@ -139,6 +145,24 @@ def network_name_errors(app: dict) -> list[marathon_appdef.AppDefinitionError]:
         )
         for i, n in enumerate(networks)
         if isinstance(n, dict) and n.get("mode", "container") == "container" and not n.get("name")
+    ]
+
+
+def offered_role_errors(app: dict, mesos_role: str) -> list[marathon_appdef.AppDefinitionError]:
+    """Marathon is offered unreserved resources and those of the role it registered with
+    (--mesos_role): an app that accepts another role could never start, so Marathon refuses it."""
+    roles = app.get("acceptedResourceRoles")
+    if not isinstance(roles, list):
+        return []
+    offered = {UNRESERVED, mesos_role}
+    return [
+        marathon_appdef.AppDefinitionError(
+            "/acceptedResourceRoles",
+            f"acceptedResourceRoles: role {role!r} is never offered to Marathon: it accepts only "
+            f"{' and '.join(repr(r) for r in sorted(offered))} (its --mesos_role)",
+        )
+        for role in roles
+        if isinstance(role, str) and role not in offered
     ]
 
 

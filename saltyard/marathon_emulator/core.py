@@ -30,6 +30,7 @@ from .health import HealthMixin
 from .launch import LaunchMixin
 from .maintenance import MaintenanceMixin
 from .model import RUNNING, STAGING, ApiError, Deployment, Task, _true, not_found_app
+from .placement import UNRESERVED, role_error
 
 log = logging.getLogger("saltyard.marathon_emulator")
 
@@ -48,12 +49,28 @@ class Emulator(DeploymentsMixin, MaintenanceMixin, LaunchMixin, HealthMixin):
         kill_grace: float = 3.0,
         pull_from: tuple[str, ...] = (),
         pull_auth: dict[str, str] | None = None,
+        mesos_role: str = UNRESERVED,
+        default_accepted_roles: tuple[str, ...] | None = None,
     ):
         if not agents:
             raise ValueError("at least one agent is needed")
         names = [a.name for a in agents]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate agent names in {names}")
+        if role_error(mesos_role):
+            raise ValueError(f"mesos role: {role_error(mesos_role)}")
+        # Marathon's --mesos_role: it is offered unreserved resources and those of this role.
+        self.mesos_role = mesos_role
+        # Marathon's --default_accepted_resource_roles, for apps without acceptedResourceRoles;
+        # by default every role Marathon is offered.
+        offered = {UNRESERVED, mesos_role}
+        self.default_accepted_roles = tuple(default_accepted_roles or sorted(offered))
+        never = [r for r in self.default_accepted_roles if r not in offered]
+        if never:
+            raise ValueError(
+                f"default accepted resource roles {never} are never offered to this Marathon "
+                f"(its role is {mesos_role!r})"
+            )
         self.agents = {a.name: a for a in agents}
         self.state_file = Path(state_file) if state_file else None
         self.cluster = cluster
@@ -339,6 +356,8 @@ class Emulator(DeploymentsMixin, MaintenanceMixin, LaunchMixin, HealthMixin):
                 "local_port_min": min(a.port_range[0] for a in self.agents.values()),
                 "local_port_max": max(a.port_range[1] for a in self.agents.values()),
                 "task_launch_timeout": 300000,
+                # Marathon reports the option as given: null when it has no --mesos_role.
+                "mesos_role": None if self.mesos_role == UNRESERVED else self.mesos_role,
                 "features": [],
             },
             "zookeeper_config": {"zk": None},
@@ -386,7 +405,7 @@ class Emulator(DeploymentsMixin, MaintenanceMixin, LaunchMixin, HealthMixin):
             # An id of slashes only stays as given, so the 422 names what was sent.
             if raw["id"].strip("/"):
                 raw["id"] = marathon_appdef.canonical_id(raw["id"])
-        appdef.validate(raw)
+        appdef.validate(raw, self.mesos_role)
         return raw
 
     def _used_service_ports(self, exclude: str | None = None) -> set[int]:

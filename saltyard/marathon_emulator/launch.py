@@ -121,14 +121,18 @@ class LaunchMixin:
             fixed = [pd["port"] if app.get("requirePorts") else 0 for pd in defs]
         else:
             fixed = [pm.get("hostPort") for pm in mappings]
+        roles = app.get("acceptedResourceRoles") or self.default_accepted_roles
         candidates = []
-        for info in eligible_agents(app.get("constraints") or [], infos, placed):
+        for info in eligible_agents(app.get("constraints") or [], infos, placed, roles):
             taken = {p for t in self.tasks.values() if t.agent == info.name for p in t.ports}
             if any(p and p in taken for p in fixed):
                 continue
             candidates.append((info, taken))
         if not candidates:
-            self.unplaced[app["id"]] = "no agent matches the constraints and fixed ports"
+            self.unplaced[app["id"]] = (
+                "no agent matches the constraints, the accepted resource roles "
+                f"{sorted(roles)} and fixed ports"
+            )
             return False
         load = {info.name: sum(1 for p in placed if p.name == info.name) for info, _ in candidates}
         info, taken = min(candidates, key=lambda c: (load[c[0].name], c[0].name))

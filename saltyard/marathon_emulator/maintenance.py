@@ -11,6 +11,7 @@ import copy
 import time
 
 from .model import ApiError
+from .placement import UNRESERVED
 
 
 class MaintenanceMixin:
@@ -108,19 +109,25 @@ class MaintenanceMixin:
 
     def agents_state(self) -> dict:
         """``GET /master/slaves`` in Mesos's shape, with what the emulator knows: hostname,
-        attributes and the host-port range. It accounts no cpus, mem or disk, so it reports none
-        (a real master does; saltyard's drain then checks them)."""
+        attributes, the host-port range and the role it is reserved for (an agent reserved
+        whole for one role, as ``--default_role`` does, has no unreserved resources). It
+        accounts no cpus, mem or disk, so it reports none (a real master does; saltyard's drain
+        then checks them)."""
         with self.lock:
             slaves = []
             for agent in self.agents.values():
                 lo, hi = agent.port_range
+                resources = {"ports": f"[{lo}-{hi}]"}
+                reserved = agent.role != UNRESERVED
                 slaves.append(
                     {
                         "id": agent.slave_id,
                         "hostname": agent.name,
                         "attributes": dict(agent.attributes),
                         "active": True,
-                        "resources": {"ports": f"[{lo}-{hi}]"},
+                        "resources": resources,
+                        "reserved_resources": {agent.role: resources} if reserved else {},
+                        "unreserved_resources": {} if reserved else resources,
                     }
                 )
             return {"slaves": slaves, "recovered_slaves": []}

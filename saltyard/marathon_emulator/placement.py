@@ -12,9 +12,23 @@ from collections import Counter
 from dataclasses import dataclass
 
 # The constraint rules are shared with saltyard's drain; re-exported for the emulator's modules.
-from saltyard.marathon_constraints import AgentInfo, constraint_allows, eligible_agents
+from saltyard.marathon_constraints import (
+    UNRESERVED,
+    AgentInfo,
+    constraint_allows,
+    eligible_agents,
+    role_error,
+)
 
-__all__ = ["AgentInfo", "constraint_allows", "eligible_agents", "pick_agent", "rolling_step"]
+__all__ = [
+    "UNRESERVED",
+    "AgentInfo",
+    "constraint_allows",
+    "eligible_agents",
+    "pick_agent",
+    "role_error",
+    "rolling_step",
+]
 
 
 def pick_agent(

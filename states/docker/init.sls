@@ -103,6 +103,20 @@ docker-listeners:
     - require:
       - docker_storage: docker-storage-preflight
 
+{#- Debian's docker.io recommends apparmor, which the install below leaves out: on a kernel with
+    AppArmor on (a machine or VM, not a container on a host without it), dockerd then fails every
+    container start ("the docker-default profile could not be loaded: apparmor_parser not
+    found"). #}
+{%- set apparmor = '/sys/module/apparmor/parameters/enabled' %}
+{%- if grains.get('virtual') != 'container' and salt['file.file_exists'](apparmor) and salt['file.read'](apparmor).strip() == 'Y' %}
+docker-apparmor:
+  pkg.installed:
+    - name: apparmor
+    - install_recommends: False
+    - require_in:
+      - service: docker
+{%- endif %}
+
 docker-engine:
   pkg.installed:
     - name: {{ docker.package }}
@@ -115,11 +129,21 @@ docker-engine:
       - service: rsyslog
       - service: logging-container-socket
 
+# The engine must start (or restart) with the listeners above: systemd reads a drop-in only on a
+# daemon-reload. On a node whose image carries docker.io already (a VM agent), no package
+# install does it, and the unit loaded before the drop-in existed kept Debian's ExecStart.
+docker-systemd-reload:
+  cmd.run:
+    - name: systemctl daemon-reload
+    - onchanges:
+      - file: docker-listeners
+
 docker:
   service.running:
     - enable: True
     - require:
       - pkg: docker-engine
+      - cmd: docker-systemd-reload
     - watch:
       - file: docker-daemon-config
       - file: docker-listeners

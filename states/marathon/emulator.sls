@@ -16,7 +16,8 @@
 {%- set agents = [] %}
 {%- for node in salt['pillar.get']('saltyard:nodes', []) if 'mesos-agent' in node.roles %}
 {#- Published ports bind to the agent's cluster address, where health checks reach them. #}
-{%- do agents.append(node.name ~ '=tcp://' ~ node.address ~ ':' ~ engine_port ~ ':env=' ~ node.env ~ ',@bind=' ~ node.address) %}
+{%- set reserved = (',@role=' ~ node.mesos_role) if node.get('mesos_role') else '' %}
+{%- do agents.append(node.name ~ '=tcp://' ~ node.address ~ ':' ~ engine_port ~ ':env=' ~ node.env ~ ',@bind=' ~ node.address ~ reserved) %}
 {%- endfor %}
 {%- if not agents %}
 {{ raise("marathon:emulator:enabled but the inventory has no mesos-agent node to run tasks on") }}
@@ -39,6 +40,11 @@
 {%- for registry in pull_from + emulator.pull_from %}{% do command.extend(['--pull-from', registry]) %}{% endfor %}
 {%- set pull_password = salt['pillar.get']('registry:users:pull', '') %}
 {%- for agent in agents %}{% do command.extend(['--agent', agent]) %}{% endfor %}
+{#- As Marathon's flags (marathon:mesos_role, marathon:default_accepted_resource_roles). #}
+{%- if marathon.mesos_role %}{% do command.extend(['--mesos-role', marathon.mesos_role]) %}{% endif %}
+{%- if marathon.default_accepted_resource_roles %}
+{%- do command.extend(['--default-accepted-resource-roles', marathon.default_accepted_resource_roles | join(',')]) %}
+{%- endif %}
 
 {%- for name, pem, mode in [('ca.pem', pki.ca, '0644'), ('cert.pem', pki.docker_client.cert, '0644'), ('key.pem', pki.docker_client.key, '0600')] %}
 marathon-emulator-tls-{{ name }}:

@@ -19,6 +19,10 @@ include:
     'HTTP_REALM': marathon.http_realm,
     'HTTP_CREDENTIALS': creds.user ~ ':' ~ creds.password,
 } %}
+{%- if marathon.mesos_role %}{% do settings.update({'MESOS_ROLE': marathon.mesos_role}) %}{% endif %}
+{%- if marathon.default_accepted_resource_roles %}
+{%- do settings.update({'DEFAULT_ACCEPTED_RESOURCE_ROLES': marathon.default_accepted_resource_roles | join(',')}) %}
+{%- endif %}
 {%- for key, value in marathon.settings.items() %}{% do settings.update({key: value}) %}{% endfor %}
 
 marathon-defaults:

@@ -13,6 +13,9 @@ include:
     'ip': me.address,
     'port': mesos.agent.port,
 } %}
+{%- if 'default_role' in mesos.agent.flags %}
+{{ raise("pillar mesos:agent:flags:default_role: reserve an agent for a role with the node's mesos_role in the inventory (the mesos_agent.reservation state guards it like the attributes)") }}
+{%- endif %}
 {%- do flags.update(mesos.agent.flags) %}
 {%- set attributes = {'env': me.env} %}
 {%- do attributes.update(mesos.agent.attributes) %}
@@ -22,6 +25,21 @@ mesos-agent-attributes:
   mesos_agent.attributes:
     - name: /etc/mesos-slave/attributes
     - attributes: {{ attributes | json }}
+    - work_dir: {{ mesos.work_dir }}
+    - reset: {{ mesos.agent.reset_for_attribute_change | json }}
+    - order: 1
+    - failhard: True
+    {%- if mesos.install_packages %}
+    - watch_in:
+      - service: mesos-slave
+    {%- endif %}
+
+# The role the agent's resources are reserved for (inventory: the node's mesos_role; Mesos's
+# --default_role), part of its checkpointed identity like the attributes: order 1 as well.
+mesos-agent-reservation:
+  mesos_agent.reservation:
+    - name: /etc/mesos-slave/default_role
+    - role: {{ me.get('mesos_role') | json }}
     - work_dir: {{ mesos.work_dir }}
     - reset: {{ mesos.agent.reset_for_attribute_change | json }}
     - order: 1

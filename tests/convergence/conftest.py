@@ -23,6 +23,13 @@ from tests.support import cluster_warmup
 REUSE = os.environ.get("SALTYARD_REUSE_CLUSTER") == "1"
 
 
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Tests marked ``last`` (they leave a node down, restarting it without waiting) after every
+    other convergence test; otherwise the order stays the files' order."""
+    last = [item for item in items if item.get_closest_marker("last")]
+    items[:] = [item for item in items if not item.get_closest_marker("last")] + last
+
+
 @pytest.fixture(scope="session")
 def cluster(request) -> Cluster:
     # Bringing the cluster up takes minutes: show its progress lines as they come.

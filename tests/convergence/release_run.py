@@ -84,10 +84,12 @@ def commit(cluster, version: str, **faults) -> str:
 
 
 class Events:
-    """`salt-run state.event` on the master, for the release's tags, while a test runs."""
+    """`salt-run state.event` on the master, for the release's tags (or ``pattern``'s), while
+    a test runs."""
 
-    def __init__(self, cluster, name: str):
+    def __init__(self, cluster, name: str, pattern: str = f"saltyard/release/{APP}/*"):
         self.cluster = cluster
+        self.pattern = pattern
         self.path = f"/tmp/release-events-{name}.txt"
         master = cluster.inventory.master.name
         cluster.exec(master, ["rm", "-f", self.path])
@@ -96,8 +98,7 @@ class Events:
             [
                 "sh",
                 "-c",
-                f"nohup timeout 900 salt-run state.event 'saltyard/release/{APP}/*' "
-                f"> {self.path} 2>&1 &",
+                f"nohup timeout 900 salt-run state.event '{pattern}' > {self.path} 2>&1 &",
             ],
         )
         time.sleep(3)  # the listener connects to the event bus
@@ -109,6 +110,6 @@ class Events:
     def stop(self) -> None:
         self.cluster.exec(
             self.cluster.inventory.master.name,
-            ["pkill", "-f", f"state.event saltyard/release/{APP}"],
+            ["pkill", "-f", f"state.event {self.pattern}"],
             check=False,
         )

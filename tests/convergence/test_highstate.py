@@ -21,6 +21,23 @@ def test_test_mode_predicts_changes_without_making_them(cluster, first_run, dock
     assert not first_run.docker_after_test_mode
 
 
+def test_test_mode_predicts_on_one_node_of_every_role_set(cluster, first_run):
+    if first_run.docker_before:
+        pytest.skip("SALTYARD_REUSE_CLUSTER=1 reused a converged cluster: nothing to predict")
+    predicted = first_run.predicted
+    role_sets = {n.all_roles for n in cluster.nodes}
+    covered = {cluster.inventory.node(name).all_roles for name in predicted}
+    assert covered == role_sets, sorted(role_sets - covered)
+    # Every state of every role renders and predicts without an error or a failure.
+    failures = [r.describe() for r in predicted.values() if not r.ok]
+    assert not failures, "\n".join(failures)
+    # On a bare node each predicts changes, and none reports a change as made (result True).
+    for result in predicted.values():
+        assert result.changed, result.describe()
+        made = [k for k, s in result.raw.items() if s["result"] is True and s["changes"]]
+        assert not made, (result.minion, made)
+
+
 def test_first_highstate_converges_every_node(cluster, first_run):
     results = first_run.applied
     assert set(results) == {n.name for n in cluster.nodes}

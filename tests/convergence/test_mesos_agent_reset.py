@@ -9,12 +9,11 @@ The app that can move (``env LIKE uat|prod``) moves to agent-prod before the age
 from __future__ import annotations
 
 import json
-import re
 import shlex
 
 import pytest
 
-from tests.convergence.helpers import host
+from tests.convergence.helpers import host, orchestration_steps
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.cluster
@@ -22,9 +21,6 @@ pytestmark = pytest.mark.cluster
 APP_ID = "/convergence/spread"
 PINNED_ID = "/convergence/pinned-uat"
 CHECKPOINT = "/var/lib/mesos/meta/slaves/latest"
-UNCLOSED = re.compile(
-    r"(\[WARNING *\] )?unclosed [\w.]+ <[^>]*>; call ``destroy\(\)`` or use as a context manager\n?"
-)
 
 
 def orchestrate(cluster, agent: str, **pillar) -> tuple[int, str]:
@@ -40,27 +36,6 @@ def orchestrate(cluster, agent: str, **pillar) -> tuple[int, str]:
         ],
         check=False,
     )
-
-
-def orchestration_steps(text: str) -> dict[str, dict]:
-    """The steps' results in `salt-run --out=json state.orchestrate` output, by state id (the
-    output may carry warnings and log lines before the JSON, a failed step's error among them,
-    with braces of its own)."""
-    # Salt's "unclosed ..." resource warnings go to stderr, which the exec merges with stdout:
-    # one can land inside the JSON, mid-string.
-    text = UNCLOSED.sub("", text)
-    decoder = json.JSONDecoder()
-    start = text.find("{")
-    while start >= 0:
-        try:
-            result, _ = decoder.raw_decode(text[start:])
-        except json.JSONDecodeError:
-            result = None
-        if isinstance(result, dict) and "data" in result:
-            (steps,) = result["data"].values()
-            return {key.split("_|-")[1]: {"key": key, **ret} for key, ret in steps.items()}
-        start = text.find("{", start + 1)
-    raise AssertionError(f"no orchestration result in:\n{text}")
 
 
 def spread_app(image: str, app_id: str = APP_ID, instances: int = 2, constraint=None) -> dict:

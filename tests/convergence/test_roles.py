@@ -32,6 +32,12 @@ def test_base_role(converged, node):
     # kept answering jobs while every new one exited (saltyard/bootstrap/deploy.py).
     restarts = h.check_output("systemctl show --property=NRestarts --value salt-minion")
     assert restarts == "0", f"salt-minion restarted itself {restarts} times"
+    # apt fetches no description translations (base:apt:languages): none came with a refresh
+    # after the setting (a VM's image may still hold older ones until its first refresh).
+    languages = "/etc/apt/apt.conf.d/60saltyard-languages"
+    assert 'Acquire::Languages:: "none";' in h.check_output("apt-config dump Acquire::Languages")
+    fetched = h.check_output(f"find /var/lib/apt/lists -name '*Translation*' -newer {languages}")
+    assert fetched == "", fetched
     limits = h.file("/etc/security/limits.d/60-saltyard.conf")
     assert "*    hard  nofile  1048576" in limits.content_string
     sysctl_conf = h.file("/etc/sysctl.d/60-saltyard.conf")
@@ -130,6 +136,12 @@ def test_mesos_agent_role(converged, node):
     attributes = h.file("/etc/mesos-slave/attributes").listdir()
     assert attributes == ["env"]
     assert h.file("/etc/mesos-slave/attributes/env").content_string.strip() == me.env
+    # The reservation (the inventory's mesos_role): the --default_role flag file, or none.
+    role = h.file("/etc/mesos-slave/default_role")
+    if me.mesos_role:
+        assert role.content_string.strip() == me.mesos_role
+    else:
+        assert not role.exists
 
 
 @pytest.mark.parametrize("node", nodes_with("marathon"))
@@ -168,10 +180,20 @@ def test_kernel_role(cluster, converged, node):
     assert ret["running"] == host(node).check_output("uname -r")
 
 
-def test_nodes_without_docker_role_have_no_engine(converged):
+def test_nodes_without_docker_role_have_no_engine(cluster, converged):
     for node in nodes_with("base"):
-        if node not in nodes_with("docker"):
-            assert not host(node).package("docker.io").is_installed, node
+        if node in nodes_with("docker"):
+            continue
+        h = host(node)
+        if cluster.inventory.node(node).is_vm:
+            # The VM image carries docker.io for the agent VM (saltyard/localcluster/vm.py,
+            # DOCKER_PACKAGES), disabled: no engine runs or starts on a VM without the role.
+            for unit in ("docker", "containerd"):
+                assert not h.service(unit).is_running, (node, unit)
+                assert not h.service(unit).is_enabled, (node, unit)
+            assert not h.socket("unix:///run/docker.sock").is_listening, node
+        else:
+            assert not h.package("docker.io").is_installed, node
 
 
 def test_master_accepts_exactly_the_inventory_nodes(cluster, converged):

@@ -47,14 +47,28 @@ def deploy(apps, stack) -> tuple[set[str], set[str]]:
         env=ENV,
         labels={**labels, "saltyard.track": "canary"},
     )
+    helpers = stack.helpers
+
+    def addresses(app_id: str) -> set[str]:
+        return {
+            f"127.0.0.1:{task['ports'][0]}"
+            for task in helpers.healthy_tasks(stack.marathon, app_id).values()
+        }
+
+    # The live file must list these apps' own tasks: the previous test's apps had the same ids,
+    # and their deletion may not have reached nginx yet (a count alone matched the old tasks,
+    # and the service then vanished from nginx for a moment: a 404 in CI).
     wait_until(
-        lambda: len(stack.nginx.upstream_servers(SERVICE, ENV, "stable")) == 3
+        lambda: (stable := addresses(f"/{ENV}/split-web"))
+        and len(stable) == 3
+        and set(stack.nginx.upstream_servers(SERVICE, ENV, "stable")) == stable
+        and set(stack.nginx.upstream_servers(SERVICE, ENV, "canary"))
+        == addresses(f"/{ENV}/split-web-canary")
         and len(stack.nginx.upstream_servers(SERVICE, ENV, "canary")) == 1
         and stack.nginx.settled(),
         90,
-        message="3 stable and 1 canary instance in the live file",
+        message="3 stable and 1 canary instance of these apps in the live file",
     )
-    helpers = stack.helpers
     stable = set(helpers.healthy_tasks(stack.marathon, f"/{ENV}/split-web"))
     canary = set(helpers.healthy_tasks(stack.marathon, f"/{ENV}/split-web-canary"))
     return stable, canary

@@ -249,7 +249,13 @@ def test_pipeline_delivers_every_line_once_into_its_file(agent, tmp_path):
         f.write(last[40:] + "\n")
     wait_until(lambda: line_count(out) >= total, 15, message="the completed line delivered")
 
-    counters = flume.metrics()["SINK.out"]
+    # The sink writes (and fsyncs) a batch, commits it, and only then counts it: the last line
+    # can be in its file a moment before the counter moves.
+    def drained() -> dict:
+        counters = flume.metrics().get("SINK.out", {})
+        return counters if int(counters.get("EventDrainSuccessCount", 0)) >= total else {}
+
+    counters = wait_until(drained, 10, message=f"the sink counting {total} events")
     assert flume.stop(), tail(flume.log)
     seen = check_delivery(out, range(total))
     assert sorted(seen) == list(range(total)), "lines missing"

@@ -199,6 +199,13 @@ def test_a_drain_with_nowhere_to_go_is_refused_before_any_change(make_emulator, 
     assert type(salted.value).__name__ == "CommandExecutionError"
     with pytest.raises(Exception, match="accept_downtime='yes': expected True or False"):
         mod.drain("agent-fat", accept_downtime="yes")
+    # Its check (what orch.kernel_rollout plans with) refuses the same way, and with downtime
+    # accepted says what the drain would move and stop, changing nothing either.
+    with pytest.raises(Exception, match="refusing to drain agent-fat.*/fat/pinned"):
+        mod.drain_check("agent-fat")
+    plan = mod.drain_check("agent-fat", accept_downtime=True)
+    assert plan["mode"] == "UP" and plan["move"] == ["/fat/free"], plan
+    assert list(plan["stop"]) == ["/fat/pinned"], plan
 
     # Nothing changed: no maintenance window, no task killed or moved, no app scaled.
     assert mesos.schedule() == {"windows": []}

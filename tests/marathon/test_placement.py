@@ -73,3 +73,20 @@ def test_agent_spec():
     assert b.url == "tcp://10.0.0.5:2375" and b.address == "10.0.0.5" and b.attributes == {}
     with pytest.raises(AgentSpecError):
         Agent.parse("n3=/var/run/docker.sock")
+
+
+def test_accepted_resource_roles_and_reserved_agents():
+    slow = AgentInfo("vm", {"env": "fat"}, role="slow")
+    agents = [FAT, slow]
+    assert [a.name for a in eligible_agents([], agents, [])] == ["a1"]  # default: "*" only
+    assert [a.name for a in eligible_agents([], agents, [], ["*", "slow"])] == ["a1", "vm"]
+    assert [a.name for a in eligible_agents([], agents, [], ["slow"])] == ["vm"]
+    assert Agent.parse("v=unix:///d.sock:@role=slow").info.role == "slow"
+    assert Agent.parse("v=unix:///d.sock").info.role == "*"
+    with pytest.raises(AgentSpecError, match="role 'a/b' is not a Mesos role name"):
+        Agent.parse("v=unix:///d.sock:@role=a/b")
+    errors = marathon_appdef.validate_app({"id": "/x", "cmd": "c", "acceptedResourceRoles": "*"})
+    assert [e.path for e in errors] == ["/acceptedResourceRoles"], errors
+    assert not marathon_appdef.validate_app(
+        {"id": "/x", "cmd": "c", "acceptedResourceRoles": ["*", "slow"]}
+    )

@@ -9,7 +9,9 @@
   session's cleanup of containers and networks;
 - ``emulator``: the Marathon-API emulator as a subprocess;
 - ``bridge``: the bridge as a subprocess, and the test app definition it serves;
-- ``versions``: pinned versions of outside tools (consul-template).
+- ``versions``: pinned versions of outside tools (consul-template);
+- ``tinyweb``: a 6 MB task image of one static Go server (``tinyweb.image(engine)``), for the
+  agent VM, where the Debian task image takes minutes to unpack.
 
 ``fixtures`` makes pytest fixtures of them; tests/conftest.py loads it for every suite.
 """

@@ -42,6 +42,7 @@ class EmulatorProcess:
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.env: dict[str, str] = {}  # extra environment (MARATHON_HTTP_CREDENTIALS)
+        self.args: list[str] = []  # extra options (--mesos-role ...)
         self.auth: tuple[str, str] | None = None  # what /ping is probed with
 
     @property
@@ -68,6 +69,7 @@ class EmulatorProcess:
         ]
         for agent in self.agents:
             cmd += ["--agent", agent]
+        cmd += self.args
         with open(self.log_file, "a") as log:
             self.proc = subprocess.Popen(
                 cmd,

@@ -168,3 +168,36 @@ def test_the_ledger_outlives_the_run_that_wrote_it(tmp_path):
     memory = Ledger(None)
     memory.record("/web", 2)
     assert memory.get("/web") == 2
+
+
+def test_an_agent_reserved_for_a_role_takes_only_the_apps_that_accept_it():
+    # agent-vm is reserved for "slow" (a Mesos agent's --default_role); fat-2 is unreserved.
+    vm = agent("agent-vm", "fat", role="slow")
+    both = app("/both", [task("fat-1")], acceptedResourceRoles=["*", "slow"])
+    general = app("/general", [task("fat-1", 1)])
+    agents = [agent("fat-1", "fat"), vm]
+    stranded = nowhere_to_go("fat-1", [both, general], agents)
+    assert list(stranded) == ["/general"], stranded
+    assert stranded["/general"] == (
+        "it accepts resources of roles ['*'] only, and no other agent outside maintenance has "
+        "them (the others: agent-vm (role slow))"
+    )
+    # Marathon's default roles, when the site gives it the reserved one too.
+    assert nowhere_to_go("fat-1", [general], agents, default_roles=("*", "slow")) == {}
+    # Leaving the reserved agent: only to an unreserved one if the app accepts "*".
+    only_slow = app("/only-slow", [task("agent-vm")], acceptedResourceRoles=["slow"])
+    back = app("/back", [task("agent-vm", 1)], acceptedResourceRoles=["*", "slow"])
+    stranded = nowhere_to_go("agent-vm", [only_slow, back], agents)
+    assert list(stranded) == ["/only-slow"] and "roles ['slow'] only" in stranded["/only-slow"]
+
+
+def test_the_reserved_role_is_read_from_the_masters_reservations():
+    ports = {"ports": "[31000-32000]"}
+    slaves = [
+        {"hostname": "a", "reserved_resources": {}, "unreserved_resources": ports},
+        {"hostname": "b", "reserved_resources": {"slow": ports}, "unreserved_resources": {}},
+        {"hostname": "c"},  # a master that reports no reservations: unreserved
+        # Partly reserved: it still offers unreserved resources, so "*" apps may run there.
+        {"hostname": "d", "reserved_resources": {"slow": ports}, "unreserved_resources": ports},
+    ]
+    assert [v.role for v in agent_views(slaves, (), [])] == ["*", "slow", "*", "*"]

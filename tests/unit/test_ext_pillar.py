@@ -52,14 +52,19 @@ def test_virtual(ext):
 def test_agent_pillar(ext):
     pillar = ext.ext_pillar("agent-fat", {}, str(SHIPPED))
     ours = pillar["saltyard"]
-    assert ours["node"] == {"name": "agent-fat", "address": "172.30.0.21", "env": "fat"}
+    assert ours["node"] == {
+        "name": "agent-fat",
+        "address": "172.30.0.21",
+        "env": "fat",
+        "mesos_role": None,
+    }
     assert {"mesos-agent", "docker", "kernel", "base"} <= set(ours["roles"])
     assert "salt-master" not in ours["roles"]
     assert ours["cluster"]["domain"] == "saltyard.test"
     assert ours["cluster"]["network"]["subnet"] == "172.30.0.0/24"
     assert ours["cluster"]["environments"] == ["fat", "uat", "prod"]
     names = [n["name"] for n in ours["nodes"]]
-    assert len(names) == 11
+    assert len(names) == 12
     assert set(names) == {n.name for n in inventory.load(SHIPPED).nodes}
     master = next(n for n in ours["nodes"] if n["name"] == "master")
     assert master == {
@@ -67,6 +72,7 @@ def test_agent_pillar(ext):
         "address": "172.30.0.10",
         "env": None,
         "roles": ["base", "salt-master"],
+        "mesos_role": None,
     }
 
 
@@ -150,7 +156,7 @@ def test_salt_reports_unknown_minion(tmp_path):
 def test_members_per_role_in_inventory_order(ext):
     pillar = ext.ext_pillar("agent-fat", {}, str(SHIPPED))["saltyard"]
     agents = [m["name"] for m in pillar["members"]["mesos-agent"]]
-    assert agents == ["agent-fat", "agent-uat", "agent-prod"]
+    assert agents == ["agent-fat", "agent-uat", "agent-prod", "agent-vm"]
     assert pillar["members"]["zookeeper"] == [{"name": "control1", "address": "172.30.0.11"}]
 
 

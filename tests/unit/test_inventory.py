@@ -34,7 +34,7 @@ def names_with(inv: inventory.Inventory, role: str) -> list[str]:
 
 def test_shipped_loads(shipped):
     assert shipped.path == str(SHIPPED)
-    assert len(shipped.nodes) == 11
+    assert len(shipped.nodes) == 12
     assert shipped.domain == "saltyard.test"
 
 
@@ -140,6 +140,14 @@ def test_valid_fixture_loads(tmp_path):
     assert [n.name for n in inv.profile("small")] == ["boss", "agent1"]
 
 
+def test_an_agent_reserved_for_a_role(tmp_path):
+    data = valid()
+    data["nodes"][1]["mesos_role"] = "slow"
+    agent = inventory.load(write(tmp_path, data)).node("agent1")
+    assert agent.mesos_role == "slow"
+    assert inventory.load(write(tmp_path, valid())).node("agent1").mesos_role is None
+
+
 def test_environments_default_to_fat_uat_prod(tmp_path):
     inv = inventory.load(write(tmp_path, valid()))
     assert "environments" not in VALID["cluster"]
@@ -234,6 +242,21 @@ def agent_without_env(d):
     return ["'agent1'", "mesos-agent needs an env"]
 
 
+def mesos_role_not_on_an_agent(d):
+    d["nodes"][2]["mesos_role"] = "slow"
+    return ["'lvs1'", "mesos_role 'slow'", "mesos-agent nodes only"]
+
+
+def mesos_role_not_a_role_name(d):
+    d["nodes"][1]["mesos_role"] = "a/b"
+    return ["'agent1'", "mesos_role 'a/b'", "not a role"]
+
+
+def mesos_role_the_unreserved_default(d):
+    d["nodes"][1]["mesos_role"] = "*"
+    return ["'agent1'", "mesos_role '*'", "unreserved default"]
+
+
 def no_master(d):
     d["nodes"][0]["roles"] = ["lvs"]
     d["profiles"] = {"full": "all"}
@@ -293,6 +316,9 @@ def even_zookeeper_ensemble(d):
         environment_not_a_dns_label,
         environment_listed_twice,
         agent_without_env,
+        mesos_role_not_on_an_agent,
+        mesos_role_not_a_role_name,
+        mesos_role_the_unreserved_default,
         no_master,
         two_masters,
         profile_unknown_node,
@@ -373,7 +399,7 @@ def test_cli_check_refuses_bad_inventory(tmp_path):
 def test_cli_check_accepts_shipped():
     proc = run_cli("check", str(SHIPPED))
     assert proc.returncode == 0, proc.stderr
-    assert "11 nodes" in proc.stdout
+    assert "12 nodes" in proc.stdout
 
 
 def test_cli_json_profile_quick(shipped):
@@ -382,7 +408,7 @@ def test_cli_json_profile_quick(shipped):
     data = json.loads(proc.stdout)
     assert data["selected"] == shipped.profiles["quick"]
     assert data["selected"] == [n.name for n in shipped.profile("quick")]
-    assert len(data["nodes"]) == 11
+    assert len(data["nodes"]) == 12
     assert data["network"]["subnet"] == "172.30.0.0/24"
 
 

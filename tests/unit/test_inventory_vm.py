@@ -120,15 +120,20 @@ def test_bad_ip_range_refused(tmp_path, ip_range, expected):
 # --- the shipped inventory -------------------------------------------------------------------
 
 
-def test_shipped_lvs1_is_a_vm_outside_dockers_range():
+def test_shipped_vms_lie_outside_dockers_range():
     inv = inventory.load(SHIPPED)
-    lvs = inv.node("lvs1")
-    assert lvs.is_vm
     ip_range = ipaddress.ip_network(inv.network["ip_range"])
-    assert ipaddress.ip_address(lvs.address) not in ip_range
-    assert ipaddress.ip_address(lvs.address) in ipaddress.ip_network(inv.network["subnet"])
-    # Only the lvs role needs the VM's own kernel; everything else stays a container.
-    assert [n.name for n in inv.nodes if n.is_vm] == ["lvs1"]
+    # The lvs role needs the VM's own kernel (IPVS); agent-vm is the agent a kernel rollout
+    # reboots (docs/kernel.md), in prod beside agent-prod and reserved for vm-agents.
+    # Everything else stays a container.
+    assert [n.name for n in inv.nodes if n.is_vm] == ["lvs1", "agent-vm"]
+    for name in ("lvs1", "agent-vm"):
+        address = ipaddress.ip_address(inv.node(name).address)
+        assert address not in ip_range
+        assert address in ipaddress.ip_network(inv.network["subnet"])
+    agent = inv.node("agent-vm")
+    assert agent.env == "prod" and agent.mesos_role == "vm-agents"
+    assert [n.name for n in inv.nodes if n.env == "prod"] == ["agent-prod", "agent-vm"]
 
 
 # --- the Vagrantfile -------------------------------------------------------------------------

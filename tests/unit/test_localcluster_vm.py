@@ -152,46 +152,112 @@ def test_guest_files(inv):
     assert files["/etc/resolv.conf"][0] == "nameserver 10.0.0.2\n"
 
 
-def test_write_guest_files_into_an_ext4_image(tmp_path):
+def _partitioned_disk(tmp_path, root: Path | None = None) -> Path:
+    """A small disk laid out as the VM image is: the filesystem at PART_OFFSET."""
+    disk = tmp_path / "disk.img"
+    with open(disk, "wb") as f:
+        f.truncate(vm.PART_OFFSET + 8 * 1024 * 1024)
+    extra = ["-d", root] if root else []
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-E", f"offset={vm.PART_OFFSET}", *extra, disk, "8M"],
+        check=True,
+        capture_output=True,
+    )
+    return disk
+
+
+def test_write_guest_files_into_the_root_partition(tmp_path):
     require_program("mkfs.ext4", "e2fsprogs")
     require_program("debugfs", "e2fsprogs")
     root = tmp_path / "root"
     (root / "etc").mkdir(parents=True)
     (root / "etc/hostname").write_text("base\n")
     (root / "root/.ssh").mkdir(parents=True)
-    disk = tmp_path / "disk.img"
-    subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-d", root, disk, "8M"], check=True, capture_output=True
-    )
+    disk = _partitioned_disk(tmp_path, root)
+    mbr_before = disk.read_bytes()[: vm.PART_OFFSET]
     files = {
         "/etc/hostname": ("lvs1\n", 0o644),
         "/root/.ssh/authorized_keys": ("ssh-ed25519 AAAA k\n", 0o600),
     }
     vm.write_guest_files(disk, files)
-    vm.write_guest_files(disk, files)  # a restart writes them again over the old ones
+
+    def stat_of(path: str) -> str:
+        return subprocess.run(
+            ["debugfs", "-R", f"stat {path}", f"{disk}?offset={vm.PART_OFFSET}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    written = stat_of("/etc/hostname")  # inode, times to the nanosecond
+    vm.write_guest_files(disk, files)  # a restart: the files hold their content, left alone
+    assert stat_of("/etc/hostname") == written
+    vm.write_guest_files(disk, {"/etc/hostname": ("lvs2\n", 0o644)})  # a changed one: rewritten
+    assert (
+        "lvs2"
+        in subprocess.run(
+            ["debugfs", "-R", "cat /etc/hostname", f"{disk}?offset={vm.PART_OFFSET}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     stat = subprocess.run(
-        ["debugfs", "-R", "stat /root/.ssh/authorized_keys", disk],
+        ["debugfs", "-R", "stat /root/.ssh/authorized_keys", f"{disk}?offset={vm.PART_OFFSET}"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
     assert "Mode:  0600" in stat and "User:     0" in stat
-    check = subprocess.run(["e2fsck", "-fn", disk], capture_output=True, text=True, check=False)
+    check = subprocess.run(
+        ["e2fsck", "-fn", f"{disk}?offset={vm.PART_OFFSET}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert check.returncode == 0, check.stdout
+    # Nothing before the partition (where the MBR and GRUB live) was touched.
+    assert disk.read_bytes()[: vm.PART_OFFSET] == mbr_before
 
 
 def test_write_guest_files_notices_a_failed_write(tmp_path):
     require_program("debugfs", "e2fsprogs")
-    disk = tmp_path / "disk.img"
-    subprocess.run(["mkfs.ext4", "-q", "-F", disk, "8M"], check=True, capture_output=True)
+    disk = _partitioned_disk(tmp_path)
     with pytest.raises(vm.VmError, match="/no/such/dir/file"):
         vm.write_guest_files(disk, {"/no/such/dir/file": ("x\n", 0o644)})
 
 
+def test_mbr_partition_table_is_what_the_kernel_reads(tmp_path):
+    """One bootable Linux partition from PART_START, as Linux's and GRUB's msdos parsers (and
+    sfdisk, when the host has it) read an MBR."""
+    table = vm.mbr_partition_table(vm.PART_START, 1000, 0x12345678)
+    assert len(table) == 72 and table[-2:] == b"\x55\xaa"
+    status, ptype = table[6], table[6 + 4]
+    start, count = int.from_bytes(table[14:18], "little"), int.from_bytes(table[18:22], "little")
+    assert (status, ptype, start, count) == (0x80, 0x83, vm.PART_START, 1000)
+    assert table[22:70] == bytes(48)  # the other three entries are empty
+    if shutil.which("sfdisk"):
+        disk = tmp_path / "d.img"
+        disk.write_bytes(bytes(440) + table + bytes((vm.PART_START + 1000) * 512 - 512))
+        dump = subprocess.run(
+            ["sfdisk", "-d", disk], capture_output=True, text=True, check=True
+        ).stdout
+        assert "label-id: 0x12345678" in dump
+        assert f"start=        {vm.PART_START}, size=        1000, type=83, bootable" in dump
+
+
+def test_release_order_is_debians():
+    releases = ["6.1.0-9-cloud-amd64", "6.12.118+deb12-cloud-amd64", "6.1.0-50-cloud-amd64"]
+    assert sorted(releases, key=vm._release_key) == [
+        "6.1.0-9-cloud-amd64",
+        "6.1.0-50-cloud-amd64",
+        "6.12.118+deb12-cloud-amd64",
+    ]
+
+
 def test_qemu_command(tmp_path):
-    base = vm.BaseImage("k", tmp_path / "disk.img", tmp_path / "vmlinuz", tmp_path / "initrd.img")
     files = vm.VmFiles.of("lvs1", tmp_path)
-    cmd = vm.qemu_command("lvs1", base, files, "vm-lvs1-abcd", "52:54:00:aa:bb:cc", 512)
+    cmd = vm.qemu_command("lvs1", files, "vm-lvs1-abcd", "52:54:00:aa:bb:cc", 512)
     text = shlex.join(cmd)
     assert cmd[0] == "qemu-system-x86_64"
     assert "-accel tcg" in text and "kvm" not in text
@@ -199,7 +265,9 @@ def test_qemu_command(tmp_path):
     assert f"file={files.disk},format=raw,if=virtio" in text
     assert "tap,id=n0,ifname=vm-lvs1-abcd,script=no,downscript=no" in text
     assert "mac=52:54:00:aa:bb:cc" in text
-    assert "root=/dev/vda" in cmd[cmd.index("-append") + 1]
+    # The disk's own bootloader boots it: no kernel handed in from outside, and no
+    # -no-reboot, so that a reboot inside goes through the BIOS and GRUB again.
+    assert "-kernel" not in cmd and "-append" not in cmd and "-no-reboot" not in cmd
     assert f"file:{files.log}" in text and str(files.pidfile) in text
     assert cmd[-1] == "-daemonize"
 
@@ -324,6 +392,8 @@ def test_pyinfra_inventory_for_real_hosts_ignores_kind(inv_path, tmp_path, monke
 
 
 class FakeContainer:
+    status = "running"
+
     def __init__(self, calls):
         self.calls = calls
 
@@ -422,6 +492,9 @@ def test_up_boots_vms_between_network_and_bootstrap(cluster, monkeypatch):
         return subprocess.CompletedProcess(command, 0)
 
     monkeypatch.setattr(cluster_mod.subprocess, "run", fake_run)
+    monkeypatch.setattr(
+        cluster_mod, "_run_logged", lambda command, env, log: fake_run(command).returncode
+    )
     monkeypatch.setattr(cluster, "bootstrap", lambda: order.append("bootstrap"))
     monkeypatch.setattr(cluster, "wait_minions", lambda: order.append("minions"))
     monkeypatch.setattr(cluster, "sync", lambda: order.append("sync"))
@@ -566,3 +639,27 @@ def test_the_wheelhouse_key_follows_the_pins(tmp_path, monkeypatch):
     changed.write_text(wheelhouse.CONSTRAINTS.read_text() + "idna==0.1\n")
     monkeypatch.setattr(wheelhouse, "CONSTRAINTS", changed)
     assert wheelhouse.dependencies_key() != before
+
+
+def test_the_image_carries_the_relp_package_the_logging_forwarder_installs():
+    # The forwarder's package (states/logging/rsyslog.sls) is baked, so agent-vm's first
+    # highstate finds it installed instead of running apt under emulation.
+    sls = (vm.ROOT / "states" / "logging" / "rsyslog.sls").read_text()
+    for package in vm.LOGGING_PACKAGES:
+        assert f"- name: {package}\n" in sls, package
+        assert package in vm.packages()
+
+
+def test_the_wheelhouse_names_its_dependencies_key(tmp_path):
+    # The deploy compares it with the key an image's venv carries: equal, only the saltyard
+    # wheel is installed (saltyard/bootstrap/deploy.py).
+    import tarfile
+
+    from saltyard.bootstrap import wheelhouse
+
+    with tarfile.open(wheelhouse.build(tmp_path)) as tar:
+        key = tar.extractfile(wheelhouse.WHEELHOUSE_KEY).read().decode().strip()
+        names = tar.getnames()
+    assert key == wheelhouse.dependencies_key()
+    assert any(n.startswith("wheels/saltyard-") for n in names)
+    assert any(n.startswith("wheels/salt-3008") for n in names), names

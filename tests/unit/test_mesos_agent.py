@@ -29,7 +29,14 @@ def state(module):
     def make(test=False):
         salt = {
             f"mesos_agent.{fn}": getattr(module, fn)
-            for fn in ("attributes", "checkpoint", "write_attributes", "reset_checkpoint")
+            for fn in (
+                "attributes",
+                "checkpoint",
+                "write_attributes",
+                "reset_checkpoint",
+                "default_role",
+                "write_default_role",
+            )
         }
         return load(
             REPO / "_states" / "mesos_agent.py",
@@ -104,3 +111,43 @@ def test_invalid_attribute_names_and_values_are_refused(tmp_path, module, bad, n
         module.write_attributes(bad, str(tmp_path / "attributes"))
     assert named in str(exc.value)
     assert not (tmp_path / "attributes").exists()
+
+
+def checkpointed(work: Path) -> Path:
+    latest = work / "meta" / "slaves" / "latest"
+    latest.mkdir(parents=True)
+    return latest
+
+
+def test_a_reservation_is_written_predicted_and_kept(tmp_path, state):
+    role_file, work = tmp_path / "flags" / "default_role", tmp_path / "work"
+    predicted = state(test=True).reservation(str(role_file), "vm-agents", work_dir=str(work))
+    assert predicted["result"] is None and not role_file.exists()
+    assert predicted["changes"] == {"old": None, "new": "vm-agents"}
+    ret = state().reservation(str(role_file), "vm-agents", work_dir=str(work))
+    assert ret["result"] is True and role_file.read_text() == "vm-agents\n"
+    again = state().reservation(str(role_file), "vm-agents", work_dir=str(work))
+    assert again["result"] is True and again["changes"] == {}
+    # Unreserved (None): no file, and nothing to do when there is none.
+    assert state().reservation(str(tmp_path / "none"), None, work_dir=str(work))["changes"] == {}
+
+
+def test_another_role_under_a_checkpoint_is_refused_unless_reset(tmp_path, state, module):
+    role_file, work = tmp_path / "default_role", tmp_path / "work"
+    module.write_default_role("vm-agents", str(role_file))
+    latest = checkpointed(work)
+    ret = state().reservation(str(role_file), None, work_dir=str(work))
+    assert ret["result"] is False and ret["changes"] == {}
+    assert "refusing to change the Mesos agent's reservation" in ret["comment"]
+    assert "reserved for 'vm-agents' -> unreserved ('*')" in ret["comment"]
+    assert role_file.read_text() == "vm-agents\n" and latest.exists()
+    ret = state().reservation(str(role_file), None, work_dir=str(work), reset=True)
+    assert ret["result"] is True and ret["changes"]["checkpoint_removed"] == str(latest)
+    assert not role_file.exists() and not latest.exists()
+
+
+def test_a_bad_role_is_refused_by_the_module(tmp_path, module):
+    for bad in ("*", "a/b", " x"):
+        with pytest.raises(Exception, match="invalid Mesos role"):
+            module.write_default_role(bad, str(tmp_path / "default_role"))
+    assert not (tmp_path / "default_role").exists()

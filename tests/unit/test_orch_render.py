@@ -112,3 +112,25 @@ def test_agent_reset_refuses_an_accept_downtime_that_is_not_a_boolean(master):
             "orch.mesos_agent_reset", pillar={"agent": "agent-fat", "accept_downtime": "maybe"}
         )
     assert 'accept_downtime="maybe" must be true or false' in str(refused.value)
+
+
+def test_kernel_rollout_hands_the_runner_the_runs_pillar(master):
+    rendered = master.show_sls(
+        "orch.kernel_rollout",
+        pillar={
+            "targets": ["lvs1", "agent-fat"],
+            "reboot_timeout": 90,
+            "kernel_rollout": {
+                "kernel": {"package": "linux-image-6.12-cloud-amd64", "release": "6.12"}
+            },
+        },
+    )
+    step = state_args(rendered, "kernel-rollout")
+    assert step["fun"] == "salt.runner" and step["name"] == "saltyard_kernel.rollout"
+    assert step["targets"] == ["lvs1", "agent-fat"]
+    assert (step["reboot_timeout"], step["drain_timeout"], step["accept_downtime"]) == (
+        90,
+        300,
+        False,
+    )
+    assert step["kernel"] == {"package": "linux-image-6.12-cloud-amd64", "release": "6.12"}

@@ -11,6 +11,12 @@ configuration the VM directs a VIP by direct routing to two containers on the te
 up as registry/vip.sls sets up a registry), one of which is then removed. And the docker
 preflight on real XFS filesystems formatted and loop-mounted in the VM: ftype=0 refused, ftype=1
 accepted (the host's kernel may not mount XFS v4).
+
+The kernel role's install, GRUB default and reboot run in the local cluster, where the kernel
+rollout applies it on agent-vm (tests/convergence/test_kernel_rollout_agent.py); its decisions
+without a VM are unit-tested (tests/unit/test_kernel_boot_state.py). This module booted and
+rebooted a VM of its own for them until session 19: five minutes of emulation that repeated
+what the rollout does.
 """
 
 from __future__ import annotations
@@ -193,6 +199,9 @@ def test_the_image_carries_salt_and_consul_installed_not_running(booted):
     version = sh(booted, f"{wheelhouse.VENV}/bin/salt-call --version", timeout=180)
     assert version.split()[:2] == ["salt-call", wheelhouse.SALT_REQUIREMENT.split("==")[1]]
     sh(booted, f"{wheelhouse.VENV}/bin/python -c 'import consul, docker, yaml, apt'", timeout=180)
+    # With the key of what is installed: the bootstrap then installs only the saltyard wheel.
+    marker = sh(booted, f"cat {wheelhouse.DEPENDENCIES_MARKER}").strip()
+    assert marker == wheelhouse.dependencies_key()
     assert sh(booted, "dpkg-query -W -f='${Status} ${Version}' consul").startswith(
         "install ok installed 1.8.7"
     )

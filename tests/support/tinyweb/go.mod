@@ -1,0 +1,3 @@
+module saltyard.test/tinyweb
+
+go 1.22
