@@ -179,6 +179,10 @@ class SyslogCatcher:
         self._sock.close()
 
 
+# /proc/<pid>/stat gives a process's start in clock ticks since boot.
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
 class Nginx:
     """A real nginx with its own prefix, listening on 127.0.0.1:<port> only."""
 
@@ -260,19 +264,30 @@ http {{
         )
 
     def settled(self) -> bool:
-        """No reload in progress: the master has its one worker and no old worker still
-        finishing (right after a reload, an old worker can take a connection or two with the
-        previous configuration)."""
+        """nginx serves the live file: the master has one worker, started after the live file
+        last changed, and no old worker still finishing. One worker alone is not enough: while
+        the apply script runs ``nginx -t`` and until the master takes the reload signal, the
+        old worker is the only one and serves the previous file (stop 27's CI read a share
+        there that nginx had not taken yet)."""
         if not self.proc or self.proc.poll() is not None:
             return False
-        children = 0
+        workers = []
         for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
                 fields = stat.read_text().rsplit(")", 1)[1].split()
             except (OSError, IndexError):
                 continue
-            children += int(fields[1]) == self.proc.pid
-        return children == 1
+            if int(fields[1]) == self.proc.pid:
+                # Field 22 of /proc/<pid>/stat (index 19 after the name): start time in ticks
+                # since boot.
+                workers.append(int(fields[19]))
+        if len(workers) != 1:
+            return False
+        # The live file's change on the same clock (seconds since boot); a tick of slack for
+        # the start time's resolution.
+        changed = Path(self.lb["paths"]["live"]).stat().st_mtime
+        changed_since_boot = changed - time.time() + time.clock_gettime(time.CLOCK_BOOTTIME)
+        return workers[0] / _TICKS >= changed_since_boot - 1 / _TICKS
 
     def upstream_servers(self, app: str, env: str = "fat", group: str = "stable") -> list[str]:
         """The ``server`` lines of one group's upstream (stable or canary) of an app in the live
