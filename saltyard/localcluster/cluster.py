@@ -108,6 +108,7 @@ class Cluster:
         self.nodes = self.inventory.profile(profile)
         self.vms = [n for n in self.nodes if n.is_vm]
         self.engine = engine_mod.client()
+        self.container_exec = engine_mod.ContainerExec()
 
     # --- running commands --------------------------------------------------------------------
     def exec(self, node: str, cmd: list[str], check: bool = True) -> tuple[int, str]:
@@ -116,8 +117,7 @@ class Cluster:
             code, text = proc.returncode, proc.stdout
         else:
             container = self.engine.containers.get(container_name(node))
-            code, output = container.exec_run(cmd, demux=False)
-            text = output.decode(errors="replace") if output else ""
+            code, text = self.container_exec.run(container, cmd)
         if check and code != 0:
             raise RuntimeError(f"{node}: {' '.join(cmd)} exited {code}:\n{text}")
         return code, text

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
+from collections import defaultdict
+
 import docker
 import docker.errors
 
@@ -19,6 +23,69 @@ def client() -> docker.DockerClient:
             "(scripts/host-setup.sh)"
         ) from None
     return engine
+
+
+class OutputLost(RuntimeError):
+    """``docker exec`` returned without a command's output, and it could not be read back."""
+
+
+# Every exec: the command's output goes to a file that is printed after it, then an end marker
+# with the exit status. A missing marker means the engine lost the stream, which it does now and
+# then for a short command (docker/docker-py#2042, moby/moby#27289: the command ends before the
+# output is attached, and exec returns exit 0 with nothing); the file still holds the output,
+# so it is read again instead of running the command twice. Files of outputs already delivered
+# are removed by the next exec in the same container, so that no exec costs a second one.
+_WRAPPER = (
+    "rm -f $SALTYARD_EXEC_DONE; out=$SALTYARD_EXEC_OUT; end=$SALTYARD_EXEC_END; "
+    "unset SALTYARD_EXEC_DONE SALTYARD_EXEC_OUT SALTYARD_EXEC_END; "
+    '"$@" >"$out" 2>&1; rc=$?; cat "$out"; printf \'%s %d\\n\' "$end" "$rc"; exit "$rc"'
+)
+_READ_BACK = 'cat "$1" && printf \'%s\\n\' "$2" && rm -f "$1"'
+_READ_ATTEMPTS = 3
+
+
+class ContainerExec:
+    """``run(container, cmd)``: a command in a running container, its exit status and its
+    whole output (stdout and stderr as they came), never a silently empty one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._delivered: dict[str, list[str]] = defaultdict(list)
+
+    def run(self, container, cmd: list[str]) -> tuple[int, str]:
+        token = uuid.uuid4().hex
+        out_file = f"/tmp/saltyard-exec-{token}.out"
+        end = f"__saltyard_exec_end_{token}__"
+        with self._lock:
+            done, self._delivered[container.id] = self._delivered[container.id], []
+        code, raw = container.exec_run(
+            ["/bin/sh", "-c", _WRAPPER, "saltyard-exec", *cmd],
+            demux=False,
+            environment={
+                "SALTYARD_EXEC_DONE": " ".join(done),
+                "SALTYARD_EXEC_OUT": out_file,
+                "SALTYARD_EXEC_END": end,
+            },
+        )
+        text = raw.decode(errors="replace") if raw else ""
+        marker = text.rfind(end)
+        if marker >= 0:
+            with self._lock:
+                self._delivered[container.id].append(out_file)
+            return code, text[:marker]
+        for _ in range(_READ_ATTEMPTS):
+            again_code, again = container.exec_run(
+                ["/bin/sh", "-c", _READ_BACK, "saltyard-exec", out_file, end], demux=False
+            )
+            again_text = again.decode(errors="replace") if again else ""
+            marker = again_text.rfind(end)
+            if marker >= 0:
+                return code, again_text[:marker]
+        raise OutputLost(
+            f"{container.name}: {' '.join(cmd)} exited {code}, and docker exec returned "
+            f"{text[-300:]!r} without the end of its output; reading {out_file} back "
+            f"{_READ_ATTEMPTS} times failed too (last: exit {again_code}, {again_text[-300:]!r})"
+        )
 
 
 def ensure_network(engine: docker.DockerClient, inv: Inventory) -> None:

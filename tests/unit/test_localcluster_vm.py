@@ -397,9 +397,14 @@ class FakeContainer:
     def __init__(self, calls):
         self.calls = calls
 
-    def exec_run(self, cmd, demux=False):
-        self.calls.append(("docker", cmd))
-        return 0, b"from the container\n"
+    id = "c0ffee"
+    name = "saltyard-boss"
+
+    def exec_run(self, cmd, demux=False, environment=None):
+        # Cluster.exec wraps the command (engine.ContainerExec): sh -c WRAPPER argv0 cmd...
+        assert cmd[:2] == ["/bin/sh", "-c"]
+        self.calls.append(("docker", cmd[4:]))
+        return 0, f"from the container\n{environment['SALTYARD_EXEC_END']} 0\n".encode()
 
 
 class FakeEngine:
