@@ -229,7 +229,7 @@ def test_tasks_on_two_agents_get_distinct_addresses_from_the_pool(web, pool):
 
 def answers_directly(cluster, lb: str, task: dict) -> None:
     """The task's own address answers lb1 with the task's id. Asked again (bounded) when an
-    answer is wrong: stop 27's CI got one empty answer, exit 0, from a task Marathon called
+    answer is wrong: stop 26's CI got one empty answer, exit 0, from a task Marathon called
     healthy, most likely `docker exec` losing a short command's output (docker/docker-py#2042,
     moby/moby#27289), which Cluster.exec cannot tell from an empty output. If a wrong answer
     persists, the failure shows lb1's last answers (status line and headers: who gave them)
