@@ -38,6 +38,15 @@ def test_base_role(converged, node):
     assert 'Acquire::Languages:: "none";' in h.check_output("apt-config dump Acquire::Languages")
     fetched = h.check_output(f"find /var/lib/apt/lists -name '*Translation*' -newer {languages}")
     assert fetched == "", fetched
+    # The cluster CA is in the system store (base.ca, ca_store.updated) beside the Mozilla
+    # set: in the bundle that curl and most clients read, and under its hash for OpenSSL's
+    # directory lookup.
+    ca = "/usr/local/share/ca-certificates/saltyard-cluster.crt"
+    assert h.file("/etc/ssl/certs/saltyard-cluster.pem").linked_to == ca
+    for lookup in ("-CAfile /etc/ssl/certs/ca-certificates.crt", "-CApath /etc/ssl/certs"):
+        assert h.check_output(f"openssl verify {lookup} {ca}") == f"{ca}: OK", lookup
+    bundled = int(h.check_output("grep -c 'BEGIN CERTIFICATE' /etc/ssl/certs/ca-certificates.crt"))
+    assert bundled > 100, f"only {bundled} certificates in the system bundle"
     limits = h.file("/etc/security/limits.d/60-saltyard.conf")
     assert "*    hard  nofile  1048576" in limits.content_string
     sysctl_conf = h.file("/etc/sysctl.d/60-saltyard.conf")
