@@ -4,7 +4,7 @@ Mesos agent maintenance (drain, up, status) through saltyard's Mesos master and 
 ``drain`` is a thin adapter over ``saltyard.maintenance.drain``: schedule maintenance, move the
 agent's tasks elsewhere one at a time without going below each app's healthy capacity, then
 bring the machine DOWN; refused before any change when tasks have nowhere else to go, unless
-``accept_downtime=True``. Marathon is reached as the ``marathon`` module reaches it
+``accept_downtime=True``. Marathon is reached as the ``marathon_api`` module reaches it
 (``marathon:url`` and credentials).
 
 Configuration (pillar or minion config, read with ``config.get``)::

@@ -8,7 +8,7 @@ apps of one instance each on agent-fat, the same image and server (tests/lb/grac
 answering its task id): one on the `macvlan` network (lb1 reaches the task's own address and its
 container port), one on Docker's BRIDGE network with a host port (lb1 reaches the agent's address
 and the host port, which Docker forwards into the container). Both are created with the
-marathon_app state and removed at the end.
+marathon_application state and removed at the end.
 
 vegeta (an open model: a constant ``--rate`` requests/s, keep-alive, 5 s timeout) sends
 ``GET /id`` through lb1 with each app's Host for ``--seconds``, the two apps alternately for
@@ -103,7 +103,7 @@ def main() -> int:
             out = cluster.salt(
                 [control.name],
                 "state.single",
-                "marathon_app.present",
+                "marathon_application.present",
                 f"name={app['id']}",
                 f"app={json.dumps(app)}",
                 "timeout=240",
@@ -121,7 +121,7 @@ def main() -> int:
 
         for mode in APPS:
             wait_until(lambda mode=mode: served(mode), 180, 0.5, f"{hosts[mode]} served by lb1")
-        tasks = cluster.salt([control.name], "marathon.tasks", APPS["macvlan"][0])[control.name]
+        tasks = cluster.salt([control.name], "marathon_api.tasks", APPS["macvlan"][0])[control.name]
         addresses = [a["ipAddress"] for t in tasks for a in t.get("ipAddresses") or []]
         print(f"macvlan task at {', '.join(addresses)}:{PORT}; host-port task on {agent.name}")
 
@@ -139,7 +139,7 @@ def main() -> int:
             cluster.salt(
                 [control.name],
                 "state.single",
-                "marathon_app.absent",
+                "marathon_application.absent",
                 f"name={app_id}",
                 "force=True",
             )

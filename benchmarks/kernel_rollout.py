@@ -78,7 +78,7 @@ def deploy_apps(cluster: Cluster, node: str) -> list[str]:
         out = cluster.salt(
             [control],
             "state.single",
-            "marathon_app.present",
+            "marathon_application.present",
             f"name={app['id']}",
             f"app={json.dumps(app)}",
             "timeout=300",
@@ -91,7 +91,7 @@ def deploy_apps(cluster: Cluster, node: str) -> list[str]:
         hosts = [
             t["host"]
             for app in apps
-            for t in cluster.salt([control], "marathon.tasks", app["id"])[control]
+            for t in cluster.salt([control], "marathon_api.tasks", app["id"])[control]
             if t.get("healthCheckResults") and all(h["alive"] for h in t["healthCheckResults"])
         ]
         return hosts.count(node) == 2 and len(hosts) == 3
@@ -104,7 +104,7 @@ def remove_apps(cluster: Cluster, app_ids: list[str]) -> None:
     control = marathon_node(cluster)
     for app_id in app_ids:
         cluster.salt(
-            [control], "state.single", "marathon_app.absent", f"name={app_id}", "force=True"
+            [control], "state.single", "marathon_application.absent", f"name={app_id}", "force=True"
         )
 
 

@@ -7,7 +7,8 @@ production one: the Marathon-API emulator on control1 starts tasks on agent-fat,
 control1 writes them to Consul, consul-template on lb1 renders nginx's upstreams and the lb
 role's apply script reloads nginx. The app is tests/lb/graceful_server.py in the test image
 that the convergence tests push through the registry VIP (tests/convergence/helpers.py), with
-an HTTP health check every 2 s; it is created with the marathon_app state and removed at the end.
+an HTTP health check every 2 s; it is created with the marathon_application state and removed at
+the end.
 
 (a) From a task turning healthy to lb1 serving it: the app is scaled from 1 to 2 instances
     ``--changes`` times. t0 is when this script, attached to the emulator's event stream
@@ -211,7 +212,7 @@ def main() -> int:
     created = cluster.salt(
         [control.name],
         "state.single",
-        "marathon_app.present",
+        "marathon_application.present",
         f"name={APP}",
         f"app={json.dumps(app)}",
         "timeout=240",
@@ -250,7 +251,11 @@ def main() -> int:
             ok &= met
     finally:
         cluster.salt(
-            [control.name], "state.single", "marathon_app.absent", f"name={APP}", "force=True"
+            [control.name],
+            "state.single",
+            "marathon_application.absent",
+            f"name={APP}",
+            "force=True",
         )
     return 0 if ok else 1
 

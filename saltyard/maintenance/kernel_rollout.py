@@ -405,7 +405,9 @@ class Rollout:
             short = []
             try:
                 for app_id in apps:
-                    app = self.salt.call(self.options.scheduler, "marathon.app", app_id, timeout=60)
+                    app = self.salt.call(
+                        self.options.scheduler, "marathon_api.app", app_id, timeout=60
+                    )
                     counted = "tasksHealthy" if app.get("healthChecks") else "tasksRunning"
                     if app.get(counted, 0) < app.get("instances", 0):
                         short.append(f"{app_id} {app.get(counted, 0)}/{app.get('instances')}")

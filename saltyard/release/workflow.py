@@ -146,8 +146,8 @@ class Release:
     def predict(self, ref: str, version: str) -> dict:
         """What ``run(ref, version)`` would do, changing nothing (the orchestration's test
         mode): where it would start, or why it would be refused, each step to do, and for each
-        deployment the Marathon diff (``marathon_app.present`` in test mode) when its image is
-        in the registry already."""
+        deployment the Marathon diff (``marathon_application.present`` in test mode) when its
+        image is in the registry already."""
         version = check_version(version)
         app, env = self.plan.name, self.site.production
         existing, _ = store.load_record(self.consul, app)
@@ -208,7 +208,7 @@ class Release:
         definition = apps.definition(self.plan, env, self._image(tag), version)
         predicted = self.minions.state(
             self.site.marathon_node,
-            "marathon_app.present",
+            "marathon_application.present",
             definition["id"],
             app=definition,
             test=True,
@@ -328,7 +328,7 @@ class Release:
         try:
             return self.minions.state(
                 self.site.marathon_node,
-                "marathon_app.present",
+                "marathon_application.present",
                 app_id,
                 app=definition,
                 timeout=DEPLOY_TIMEOUT,
@@ -340,7 +340,10 @@ class Release:
         started = self.clock()
         try:
             return self.minions.state(
-                self.site.marathon_node, "marathon_app.absent", app_id, timeout=DEPLOY_TIMEOUT
+                self.site.marathon_node,
+                "marathon_application.absent",
+                app_id,
+                timeout=DEPLOY_TIMEOUT,
             )
         finally:
             self.deploy_seconds += self.clock() - started
@@ -384,7 +387,7 @@ class Release:
 
     def _stable_exists(self) -> bool:
         stable = apps.app_id(self.plan.name, self.site.production)
-        return bool(self.minions.call(self.site.marathon_node, "marathon.exists", stable))
+        return bool(self.minions.call(self.site.marathon_node, "marathon_api.exists", stable))
 
     def _canary(self, number: int) -> dict:
         assert self.record is not None

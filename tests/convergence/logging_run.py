@@ -105,7 +105,7 @@ def deploy(cluster, marathon: str, image: str) -> dict[str, dict]:
         out = cluster.salt(
             [marathon],
             "state.single",
-            "marathon_app.present",
+            "marathon_application.present",
             f"name={app['id']}",
             f"app={json.dumps(app)}",
             "timeout=240",
@@ -116,7 +116,7 @@ def deploy(cluster, marathon: str, image: str) -> dict[str, dict]:
     def running() -> dict[str, dict] | None:
         found = {}
         for env in ENVS:
-            listed = cluster.salt([marathon], "marathon.tasks", f"/convergence/{APP}-{env}")
+            listed = cluster.salt([marathon], "marathon_api.tasks", f"/convergence/{APP}-{env}")
             healthy = [
                 t
                 for t in listed[marathon]
@@ -140,7 +140,7 @@ def remove(cluster, marathon: str) -> None:
         cluster.salt(
             [marathon],
             "state.single",
-            "marathon_app.absent",
+            "marathon_application.absent",
             f"name=/convergence/{APP}-{env}",
             "force=True",
         )

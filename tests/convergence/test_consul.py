@@ -97,7 +97,7 @@ def test_bridge_registers_a_healthy_fat_app(cluster, converged, registry_image):
     out = cluster.salt(
         [marathon],
         "state.single",
-        "marathon_app.present",
+        "marathon_application.present",
         f"name={app_id}",
         f"app={json.dumps(app)}",
         "timeout=240",
@@ -113,7 +113,7 @@ def test_bridge_registers_a_healthy_fat_app(cluster, converged, registry_image):
 
     try:
         wait_until(lambda: len(instances()) == 2, 90, 2, "two instances in the catalog")
-        tasks = cluster.salt([marathon], "marathon.tasks", app_id)[marathon]
+        tasks = cluster.salt([marathon], "marathon_api.tasks", app_id)[marathon]
         found = instances()
         assert {s["ServiceAddress"] or s["Address"] for s in found} == {agent.address}, found
         assert sorted(s["ServicePort"] for s in found) == sorted(t["ports"][0] for t in tasks)
@@ -122,6 +122,10 @@ def test_bridge_registers_a_healthy_fat_app(cluster, converged, registry_image):
             assert any(t.startswith("marathon-task:") for t in s["ServiceTags"]), s
     finally:
         cluster.salt(
-            [marathon], "state.single", "marathon_app.absent", f"name={app_id}", "force=True"
+            [marathon],
+            "state.single",
+            "marathon_application.absent",
+            f"name={app_id}",
+            "force=True",
         )
     wait_until(lambda: not instances(), 90, 2, "the instances gone from the catalog")

@@ -134,7 +134,7 @@ def present(cluster, marathon: str, app: dict) -> None:
     out = cluster.salt(
         [marathon],
         "state.single",
-        "marathon_app.present",
+        "marathon_application.present",
         f"name={app['id']}",
         f"app={json.dumps(app)}",
         "timeout=300",
@@ -173,7 +173,7 @@ def web(cluster, marathon, agents, registry_image):
     present(cluster, marathon, macvlan_app(registry_image))
 
     def healthy() -> list[dict]:
-        found = cluster.salt([marathon], "marathon.tasks", APP_ID)[marathon]
+        found = cluster.salt([marathon], "marathon_api.tasks", APP_ID)[marathon]
         return [
             t
             for t in found
@@ -182,7 +182,9 @@ def web(cluster, marathon, agents, registry_image):
 
     wait_until(lambda: len(healthy()) == 2, 180, 2, "two healthy tasks on the macvlan network")
     yield healthy()
-    cluster.salt([marathon], "state.single", "marathon_app.absent", f"name={APP_ID}", "force=True")
+    cluster.salt(
+        [marathon], "state.single", "marathon_application.absent", f"name={APP_ID}", "force=True"
+    )
 
 
 def task_address(task: dict) -> str:
@@ -422,7 +424,9 @@ def test_after_the_app_its_addresses_are_free_and_a_differing_network_is_recreat
     server = next(n.name for n in cluster.nodes if n.has_role("consul-server"))
     addresses = {task_address(t) for t in web}
     agent = web[0]["host"]
-    cluster.salt([marathon], "state.single", "marathon_app.absent", f"name={APP_ID}", "force=True")
+    cluster.salt(
+        [marathon], "state.single", "marathon_application.absent", f"name={APP_ID}", "force=True"
+    )
     # Docker releases each address as its container goes (ReleaseAddress).
     wait_until(
         lambda: not addresses & set(allocations(cluster, server)),

@@ -66,7 +66,7 @@ def present(cluster, control: str, definition: dict) -> None:
     out = cluster.salt(
         [control],
         "state.single",
-        "marathon_app.present",
+        "marathon_application.present",
         f"name={definition['id']}",
         f"app={json.dumps(definition)}",
         "timeout=300",
@@ -78,7 +78,7 @@ def present(cluster, control: str, definition: dict) -> None:
 def healthy_hosts(cluster, control: str, app_id: str) -> list[str]:
     return sorted(
         t["host"]
-        for t in cluster.salt([control], "marathon.tasks", app_id)[control]
+        for t in cluster.salt([control], "marathon_api.tasks", app_id)[control]
         if t.get("healthCheckResults") and all(h["alive"] for h in t["healthCheckResults"])
     )
 
@@ -87,7 +87,7 @@ def placed(cluster, control: str) -> dict[str, str]:
     return {
         t["id"]: t["host"]
         for app_id in (WEB, PINNED)
-        for t in cluster.salt([control], "marathon.tasks", app_id)[control]
+        for t in cluster.salt([control], "marathon_api.tasks", app_id)[control]
     }
 
 
@@ -116,7 +116,11 @@ def apps(cluster, control, lb, agent_vm):
     finally:
         for app_id in (WEB, PINNED):
             cluster.salt(
-                [control], "state.single", "marathon_app.absent", f"name={app_id}", "force=True"
+                [control],
+                "state.single",
+                "marathon_application.absent",
+                f"name={app_id}",
+                "force=True",
             )
 
 

@@ -47,7 +47,7 @@ def present(cluster, marathon: str, app: dict) -> None:
     out = cluster.salt(
         [marathon],
         "state.single",
-        "marathon_app.present",
+        "marathon_application.present",
         f"name={app['id']}",
         f"app={json.dumps(app)}",
         "timeout=240",
@@ -57,7 +57,7 @@ def present(cluster, marathon: str, app: dict) -> None:
 
 
 def tasks(cluster, marathon: str, app_id: str = APP_ID) -> set[str]:
-    return {t["id"] for t in cluster.salt([marathon], "marathon.tasks", app_id)[marathon]}
+    return {t["id"] for t in cluster.salt([marathon], "marathon_api.tasks", app_id)[marathon]}
 
 
 def through_lb(lb, host: str, count: int = 12) -> tuple[set[str], int]:
@@ -96,7 +96,7 @@ def wait_tasks(cluster, marathon: str, count: int, timeout: float = 180) -> set[
     while True:
         healthy = {
             t["id"]
-            for t in cluster.salt([marathon], "marathon.tasks", APP_ID)[marathon]
+            for t in cluster.salt([marathon], "marathon_api.tasks", APP_ID)[marathon]
             if t.get("healthCheckResults") and all(h["alive"] for h in t["healthCheckResults"])
         }
         if len(healthy) == count and len(tasks(cluster, marathon)) == count:
@@ -109,7 +109,9 @@ def wait_tasks(cluster, marathon: str, count: int, timeout: float = 180) -> set[
 def web(cluster, marathon, registry_image):
     present(cluster, marathon, web_app(registry_image, 2))
     yield
-    cluster.salt([marathon], "state.single", "marathon_app.absent", f"name={APP_ID}", "force=True")
+    cluster.salt(
+        [marathon], "state.single", "marathon_application.absent", f"name={APP_ID}", "force=True"
+    )
 
 
 def test_unknown_host_gets_404(lb):
@@ -127,19 +129,19 @@ def test_app_reachable_and_scaling_followed(cluster, marathon, lb, web, registry
         f"http://{node.address}/id", headers={"Host": f"{SERVICE}.uat.{domain}"}, timeout=5
     )
     assert r.status_code == 404
-    cluster.salt([marathon], "marathon.scale", APP_ID, "3")
+    cluster.salt([marathon], "marathon_api.scale", APP_ID, "3")
     wait_served_by(lb, host, wait_tasks(cluster, marathon, 3))
-    cluster.salt([marathon], "marathon.scale", APP_ID, "1")
+    cluster.salt([marathon], "marathon_api.scale", APP_ID, "1")
     wait_served_by(lb, host, wait_tasks(cluster, marathon, 1))
 
 
 def test_killed_task_disappears(cluster, marathon, lb, web):
     host = f"{SERVICE}.fat.{lb[1]}"
-    cluster.salt([marathon], "marathon.scale", APP_ID, "2")
+    cluster.salt([marathon], "marathon_api.scale", APP_ID, "2")
     before = wait_tasks(cluster, marathon, 2)
     wait_served_by(lb, host, before)
     victim = sorted(before)[0]
-    cluster.salt([marathon], "marathon.kill_task", APP_ID, victim)
+    cluster.salt([marathon], "marathon_api.kill_task", APP_ID, victim)
     # Marathon replaces it; the killed task never answers again, the replacement does.
     after = wait_tasks(cluster, marathon, 2)
     assert victim not in after
@@ -149,13 +151,13 @@ def test_killed_task_disappears(cluster, marathon, lb, web):
 def test_bridge_restarted_mid_change_leaves_no_stale_entry(cluster, marathon, lb, web):
     host = f"{SERVICE}.fat.{lb[1]}"
     discovery = next(n.name for n in cluster.nodes if n.has_role("discovery"))
-    cluster.salt([marathon], "marathon.scale", APP_ID, "3")
+    cluster.salt([marathon], "marathon_api.scale", APP_ID, "3")
     wait_served_by(lb, host, wait_tasks(cluster, marathon, 3))
     # The bridge is down while two tasks go: it must find out on its own when it comes back.
     cluster.exec(discovery, ["systemctl", "kill", "-s", "KILL", "saltyard-bridge"])
     cluster.exec(discovery, ["systemctl", "stop", "saltyard-bridge"])
     try:
-        cluster.salt([marathon], "marathon.scale", APP_ID, "1")
+        cluster.salt([marathon], "marathon_api.scale", APP_ID, "1")
         remaining = wait_tasks(cluster, marathon, 1)
     finally:
         cluster.exec(discovery, ["systemctl", "start", "saltyard-bridge"])
@@ -166,7 +168,7 @@ def test_consul_agent_restart_on_the_lb_recovers(cluster, marathon, lb, web):
     node, domain = lb
     host = f"{SERVICE}.fat.{domain}"
     cluster.exec(node.name, ["systemctl", "restart", "consul"])
-    cluster.salt([marathon], "marathon.scale", APP_ID, "2")
+    cluster.salt([marathon], "marathon_api.scale", APP_ID, "2")
     wait_served_by(lb, host, wait_tasks(cluster, marathon, 2), timeout=120)
 
 
@@ -175,7 +177,7 @@ def test_marathon_restart_keeps_the_app_served(cluster, marathon, lb, web):
     check; the bridge keeps the instances meanwhile (docs/bridge.md, unknown health), so lb1
     answers every request, about 20 a second, through the restart and after it."""
     host = f"{SERVICE}.fat.{lb[1]}"
-    cluster.salt([marathon], "marathon.scale", APP_ID, "3")
+    cluster.salt([marathon], "marathon_api.scale", APP_ID, "3")
     expected = wait_tasks(cluster, marathon, 3)
     wait_served_by(lb, host, expected)
     cluster.exec(marathon, ["systemctl", "restart", "saltyard-marathon-emulator"])
@@ -218,5 +220,9 @@ def test_app_without_health_checks_is_not_routed(cluster, marathon, lb, registry
         assert 'saltyard_bridge_apps_skipped{reason="no_health_checks"} 1' in metrics, metrics
     finally:
         cluster.salt(
-            [marathon], "state.single", "marathon_app.absent", f"name={app_id}", "force=True"
+            [marathon],
+            "state.single",
+            "marathon_application.absent",
+            f"name={app_id}",
+            "force=True",
         )

@@ -1,6 +1,6 @@
 """Scaling under load through lb1 fails no request (issue 12 item 9), in the local cluster: vegeta
 on the host sends 200 requests/s for 40 s to lb1's nginx (`Host: <app>.fat.<domain>`) while the
-app is scaled between 1 and 4 instances with plain PUTs (marathon.scale, no force) on control1.
+app is scaled between 1 and 4 instances with plain PUTs (marathon_api.scale, no force) on control1.
 
 The path is the production one: the emulator on control1 sends TASK_KILLING and SIGTERM to a
 task on agent-fat, the bridge takes it out of Consul, consul-template on lb1 re-renders nginx,
@@ -33,7 +33,7 @@ def scale(cluster, marathon: str, instances: int, timeout: float = 60) -> float:
     (Marathon's 409), try again. Returns when Marathon accepted it."""
     deadline = time.monotonic() + timeout
     while True:
-        out = cluster.salt([marathon], "marathon.scale", APP_ID, str(instances))[marathon]
+        out = cluster.salt([marathon], "marathon_api.scale", APP_ID, str(instances))[marathon]
         if isinstance(out, dict) and out.get("deploymentId"):
             return time.monotonic()
         assert "409" in str(out) or "locked" in str(out), out
@@ -67,7 +67,7 @@ def test_scaling_under_load_through_lb1_fails_no_request(
     created = cluster.salt(
         [marathon],
         "state.single",
-        "marathon_app.present",
+        "marathon_application.present",
         f"name={APP_ID}",
         f"app={json.dumps(app)}",
         "timeout=240",
@@ -100,7 +100,11 @@ def test_scaling_under_load_through_lb1_fails_no_request(
         result = attack.result()
     finally:
         cluster.salt(
-            [marathon], "state.single", "marathon_app.absent", f"name={APP_ID}", "force=True"
+            [marathon],
+            "state.single",
+            "marathon_application.absent",
+            f"name={APP_ID}",
+            "force=True",
         )
     diagnosis = (
         f"{result.summary()}\nerrors: {dict(result.errors.most_common(5))}\n"

@@ -62,7 +62,7 @@ def test_emulator_serves_with_credentials_only(cluster, converged):
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"http://{address}:8080/v2/info"],
     )
     assert status == "401"
-    info = cluster.salt([node], "marathon.info")[node]
+    info = cluster.salt([node], "marathon_api.info")[node]
     assert info["name"] == "marathon", info
     assert info["http_config"]["http_port"] == 8080, info
 
@@ -127,17 +127,22 @@ def test_app_to_fat_runs_only_on_the_fat_agent_and_is_healthy(cluster, converged
     node = control(cluster)
     app = json.dumps(fat_app(registry_image))
     predicted = state_ret(
-        cluster, node, "marathon_app.present", f"name={APP_ID}", f"app={app}", "test=True"
+        cluster, node, "marathon_application.present", f"name={APP_ID}", f"app={app}", "test=True"
     )
     assert predicted["result"] is None, predicted
     assert "would be created" in predicted["comment"]
-    assert cluster.salt([node], "marathon.exists", APP_ID)[node] is False
+    assert cluster.salt([node], "marathon_api.exists", APP_ID)[node] is False
     try:
         applied = state_ret(
-            cluster, node, "marathon_app.present", f"name={APP_ID}", f"app={app}", "timeout=240"
+            cluster,
+            node,
+            "marathon_application.present",
+            f"name={APP_ID}",
+            f"app={app}",
+            "timeout=240",
         )
         assert applied["result"] is True, applied
-        tasks = cluster.salt([node], "marathon.tasks", APP_ID)[node]
+        tasks = cluster.salt([node], "marathon_api.tasks", APP_ID)[node]
         assert len(tasks) == 2, tasks
         assert {t["host"] for t in tasks} == {"agent-fat"}, tasks
         for task in tasks:
@@ -167,10 +172,14 @@ def test_app_to_fat_runs_only_on_the_fat_agent_and_is_healthy(cluster, converged
             )
             count = len(names.split())
             assert count == (2 if agent == "agent-fat" else 0), (agent, names)
-        again = state_ret(cluster, node, "marathon_app.present", f"name={APP_ID}", f"app={app}")
+        again = state_ret(
+            cluster, node, "marathon_application.present", f"name={APP_ID}", f"app={app}"
+        )
         assert again["result"] is True and not again["changes"], again
     finally:
-        gone = state_ret(cluster, node, "marathon_app.absent", f"name={APP_ID}", "force=True")
+        gone = state_ret(
+            cluster, node, "marathon_application.absent", f"name={APP_ID}", "force=True"
+        )
         assert gone["result"] is True, gone
 
 
@@ -193,14 +202,14 @@ def test_image_the_registry_lacks_is_refused_before_anything_changes(
         ret = state_ret(
             cluster,
             node,
-            "marathon_app.present",
+            "marathon_application.present",
             f"name={app_id}",
             f"app={json.dumps(app)}",
             *extra,
         )
         assert ret["result"] is False, ret
         assert reason in ret["comment"] and image in ret["comment"], ret["comment"]
-        assert cluster.salt([node], "marathon.exists", app_id)[node] is False
+        assert cluster.salt([node], "marathon_api.exists", app_id)[node] is False
 
 
 def test_registry_pair_shares_storage(cluster, converged, registry_image):

@@ -73,7 +73,7 @@ def present(cluster, control: str, app: dict) -> None:
     out = cluster.salt(
         [control],
         "state.single",
-        "marathon_app.present",
+        "marathon_application.present",
         f"name={app['id']}",
         f"app={json.dumps(app)}",
         "timeout=240",
@@ -90,7 +90,7 @@ def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
     present(cluster, control, pinned)
     h = host(drained)
     try:
-        tasks = cluster.salt([control], "marathon.tasks", APP_ID)[control]
+        tasks = cluster.salt([control], "marathon_api.tasks", APP_ID)[control]
         assert sorted(t["host"] for t in tasks) == sorted([drained, other]), tasks
 
         def ours() -> dict[str, str]:
@@ -98,7 +98,7 @@ def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
             return {
                 t["id"]: t["host"]
                 for app_id in (APP_ID, PINNED_ID)
-                for t in cluster.salt([control], "marathon.tasks", app_id)[control]
+                for t in cluster.salt([control], "marathon_api.tasks", app_id)[control]
             }
 
         placed = ours()
@@ -146,7 +146,7 @@ def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
 
         # Marathon moved the drained agent's task; both run, healthy, on the other agent.
         def moved():
-            tasks = cluster.salt([control], "marathon.tasks", APP_ID)[control]
+            tasks = cluster.salt([control], "marathon_api.tasks", APP_ID)[control]
             healthy = [
                 t
                 for t in tasks
@@ -164,7 +164,11 @@ def test_drain_reset_and_back(cluster, converged, registry_image, two_agents):
         cluster.salt([control], "mesos.up", drained)
         for app_id in (APP_ID, PINNED_ID):
             cluster.salt(
-                [control], "state.single", "marathon_app.absent", f"name={app_id}", "force=True"
+                [control],
+                "state.single",
+                "marathon_application.absent",
+                f"name={app_id}",
+                "force=True",
             )
 
 

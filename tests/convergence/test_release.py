@@ -57,9 +57,9 @@ def marathon(cluster):
     node = next(n.name for n in cluster.nodes if n.has_role("marathon"))
 
     def app(app_id: str) -> dict | None:
-        if not cluster.salt([node], "marathon.exists", app_id)[node]:
+        if not cluster.salt([node], "marathon_api.exists", app_id)[node]:
             return None
-        return cluster.salt([node], "marathon.app", app_id)[node]
+        return cluster.salt([node], "marathon_api.app", app_id)[node]
 
     return app
 

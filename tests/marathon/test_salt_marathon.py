@@ -1,4 +1,4 @@
-"""saltyard's ``marathon`` execution module and ``marathon_app`` state against a real emulator.
+"""saltyard's ``marathon_api`` module and ``marathon_application`` state against a real emulator.
 
 The modules are loaded by path with the dunders injected (tests/support/salt_loader.py, which
 the unit tests' ``load`` fixture uses too). ``config.get`` answers
@@ -38,14 +38,14 @@ def salt_modules(emulator):
         # unless a test turns it on.
         config = {"marathon:url": emulator.url, "marathon:image_check": image_check}
         config_get = lambda k, d=None: config.get(k, d)  # noqa: E731
-        mod = load("_modules", "marathon", salt={"config.get": config_get})
-        assert mod.__virtual__() == "marathon"
-        salt = {f"marathon.{f}": getattr(mod, f) for f in MODULE_FUNCTIONS}
+        mod = load("_modules", "marathon_api", salt={"config.get": config_get})
+        assert mod.__virtual__() == "marathon_api"
+        salt = {f"marathon_api.{f}": getattr(mod, f) for f in MODULE_FUNCTIONS}
         salt["config.get"] = config_get
         if registry is not None:
             salt["registry.check_image"] = registry.check_image
-        state = load("_states", "marathon_app", salt=salt, test=test)
-        assert state.__virtual__() == "marathon_app"
+        state = load("_states", "marathon_application", salt=salt, test=test)
+        assert state.__virtual__() == "marathon_application"
         return mod, state
 
     return make

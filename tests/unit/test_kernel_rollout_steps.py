@@ -50,7 +50,7 @@ class FakeSalt:
         if fun == "mesos.up":
             self.ups += 1
             return True
-        if fun == "marathon.app":
+        if fun == "marathon_api.app":
             self.app_reads += 1
             healthy = 1 if self.app_reads > self.back_after else 0
             return {"instances": 1, "tasksHealthy": healthy, "healthChecks": [{}]}

@@ -1,4 +1,4 @@
-"""How saltyard's Salt modules (marathon, and mesos.drain) configure the Marathon client from
+"""How saltyard's Salt modules (marathon_api, and mesos.drain) configure the Marathon client from
 Salt's config.get: ``saltyard.clients.marathon.client_from_config``."""
 
 from __future__ import annotations

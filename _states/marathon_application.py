@@ -1,13 +1,14 @@
 """
 Keep a Marathon app at a definition, an instance count, or gone.
 
-Works through saltyard's ``marathon`` execution module (``_modules/marathon.py``), which reads
-the Marathon URL from ``marathon:url`` in the minion config or pillar.
+Works through saltyard's ``marathon_api`` execution module (``_modules/marathon_api.py``), which
+reads the Marathon URL from ``marathon:url`` in the minion config or pillar. Named
+``marathon_application``, not ``marathon_app``, which is Salt's own state (up to 3007).
 
 .. code-block:: yaml
 
     /web:
-      marathon_app.present:
+      marathon_application.present:
         - app:
             cmd: exec python3 -m http.server $PORT0
             instances: 2
@@ -40,10 +41,10 @@ try:
 except ImportError:  # the minion's Python lacks the saltyard package
     HAS_SALTYARD = False
 
-__virtualname__ = "marathon_app"
+__virtualname__ = "marathon_application"
 
 # Fields Marathon computes or fills in; a definition may echo them back (e.g. copied from
-# `marathon.app`) but they are never desired state.
+# `marathon_api.app`) but they are never desired state.
 _MARATHON_OWNED = (
     "version",
     "versionInfo",
@@ -64,11 +65,15 @@ def __virtual__() -> str | tuple[bool, str]:
     if not HAS_SALTYARD:
         return (
             False,
-            "marathon_app: the saltyard package (saltyard.marathon_appdef) is not importable",
+            "marathon_application: the saltyard package (saltyard.marathon_appdef) is not "
+            "importable",
         )
-    # Salt's own `marathon` module has no `validate`: require saltyard's, which overrides it.
-    if "marathon.validate" not in __salt__:
-        return (False, "marathon_app: saltyard's marathon execution module is not loaded")
+    # Every call goes through saltyard's marathon_api module (validate, exists, app, ...).
+    if "marathon_api.validate" not in __salt__:
+        return (
+            False,
+            "marathon_application: saltyard's marathon_api execution module is not loaded",
+        )
     return __virtualname__
 
 
@@ -131,15 +136,15 @@ def _diff(desired: dict[str, Any], running: dict[str, Any] | None) -> dict[str, 
 
 def _wait(ref: dict[str, Any], app_id: str, timeout: float) -> None:
     if ref.get("deploymentId"):
-        __salt__["marathon.wait_for_deployment"](
+        __salt__["marathon_api.wait_for_deployment"](
             ref["deploymentId"], timeout=timeout, app_id=app_id, version=ref.get("version")
         )
 
 
 def _running(app_id: str) -> dict[str, Any] | None:
-    if not __salt__["marathon.exists"](app_id):
+    if not __salt__["marathon_api.exists"](app_id):
         return None
-    return __salt__["marathon.app"](app_id)
+    return __salt__["marathon_api.app"](app_id)
 
 
 def _image_problem(desired: dict[str, Any]) -> str | None:
@@ -198,7 +203,7 @@ def present(
     .. code-block:: yaml
 
         /web:
-          marathon_app.present:
+          marathon_application.present:
             - app:
                 cmd: exec python3 -m http.server $PORT0
                 instances: 2
@@ -209,7 +214,8 @@ def present(
 
     .. code-block:: bash
 
-        salt '*' state.single marathon_app.present /web app='{"cmd": "sleep 600", "mem": 32}'
+        salt '*' state.single marathon_application.present /web \
+            app='{"cmd": "sleep 600", "mem": 32}'
     """
     ret: dict[str, Any] = {"name": name, "changes": {}, "result": False, "comment": ""}
     if not isinstance(app, dict):
@@ -220,7 +226,7 @@ def present(
         ret["comment"] = f"app id {desired['id']!r} differs from the state's name {name!r}"
         return ret
     # Validate locally first, so a bad definition never reaches Marathon (and never half-applies).
-    errors = __salt__["marathon.validate"](desired)
+    errors = __salt__["marathon_api.validate"](desired)
     if errors:
         ret["comment"] = f"invalid definition for app {name}: " + "; ".join(errors)
         return ret
@@ -245,11 +251,11 @@ def present(
             return ret
 
         if running is None:
-            created = __salt__["marathon.create"](desired)
+            created = __salt__["marathon_api.create"](desired)
             deployments = created.get("deployments") or [{}]
             ref = {"deploymentId": deployments[0].get("id"), "version": created.get("version")}
         else:
-            ref = __salt__["marathon.update"](app_id, desired, force=force)
+            ref = __salt__["marathon_api.update"](app_id, desired, force=force)
         ret["changes"] = diff
         if wait:
             _wait(ref, app_id, timeout)
@@ -276,14 +282,14 @@ def absent(name: str, wait: bool = True, timeout: float = 300, force: bool = Fal
     .. code-block:: yaml
 
         /old-web:
-          marathon_app.absent:
+          marathon_application.absent:
             - timeout: 120
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' state.single marathon_app.absent /web
+        salt '*' state.single marathon_application.absent /web
     """
     ret: dict[str, Any] = {"name": name, "changes": {}, "result": False, "comment": ""}
     app_id = canonical_id(name)
@@ -299,11 +305,11 @@ def absent(name: str, wait: bool = True, timeout: float = 300, force: bool = Fal
             ret["changes"] = changes
             ret["comment"] = f"app {app_id} would be deleted"
             return ret
-        ref = __salt__["marathon.delete"](app_id, force=force)
+        ref = __salt__["marathon_api.delete"](app_id, force=force)
         ret["changes"] = changes
         if wait and ref.get("deploymentId"):
             # No version check: the app is gone afterwards by design.
-            __salt__["marathon.wait_for_deployment"](ref["deploymentId"], timeout=timeout)
+            __salt__["marathon_api.wait_for_deployment"](ref["deploymentId"], timeout=timeout)
     except CommandExecutionError as exc:
         ret["comment"] = f"app {app_id}: {exc}"
         return ret
@@ -324,14 +330,14 @@ def scaled(
     .. code-block:: yaml
 
         /web:
-          marathon_app.scaled:
+          marathon_application.scaled:
             - instances: 3
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt '*' state.single marathon_app.scaled /web instances=3
+        salt '*' state.single marathon_application.scaled /web instances=3
     """
     ret: dict[str, Any] = {"name": name, "changes": {}, "result": False, "comment": ""}
     app_id = canonical_id(name)
@@ -354,7 +360,7 @@ def scaled(
             ret["changes"] = changes
             ret["comment"] = f"app {app_id} would be scaled to {instances}"
             return ret
-        ref = __salt__["marathon.scale"](app_id, instances, force=force)
+        ref = __salt__["marathon_api.scale"](app_id, instances, force=force)
         ret["changes"] = changes
         if wait:
             _wait(ref, app_id, timeout)

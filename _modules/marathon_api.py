@@ -5,8 +5,9 @@ A thin adapter over ``saltyard.clients.marathon.MarathonClient``: every function
 from the configured URL, calls it, and turns the client's errors into CommandExecutionError
 carrying Marathon's message and details. No HTTP code lives here.
 
-Salt ships its own ``marathon`` execution module; this one has the same virtual name on purpose,
-so that syncing ``_modules`` replaces it on saltyard minions.
+Named ``marathon_api``, not ``marathon``: Salt (up to 3007) ships a ``marathon`` execution module
+and a ``marathon_app`` state (proxy-minion ones, other signatures), and a custom module replaces
+Salt's of the same name on the minion, which breaks Salt's own (tests/unit/test_salt_names.py).
 
 Configuration (minion config, grains or pillar, read with ``config.get``), or ``url=`` on any
 function::
@@ -22,7 +23,8 @@ on ``marathon:http_port`` is used; without ``marathon:username``, the marathon r
 ``marathon:http_credentials`` (present only on the nodes that serve Marathon).
 
 ``validate`` checks a definition locally, before anything is sent to Marathon, with the rules
-the client, the ``marathon_app`` state and the emulator share (``saltyard.marathon_appdef``).
+the client, the ``marathon_application`` state and the emulator share
+(``saltyard.marathon_appdef``).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ try:
 except ImportError:  # the minion's Python lacks the saltyard package
     HAS_SALTYARD = False
 
-__virtualname__ = "marathon"
+__virtualname__ = "marathon_api"
 
 
 def __virtual__() -> str | tuple[bool, str]:
@@ -47,7 +49,7 @@ def __virtual__() -> str | tuple[bool, str]:
     if not HAS_SALTYARD:
         return (
             False,
-            "marathon: the saltyard package (saltyard.clients.marathon) is not importable",
+            "marathon_api: the saltyard package (saltyard.clients.marathon) is not importable",
         )
     return __virtualname__
 
@@ -95,7 +97,7 @@ def info(url: str | None = None) -> dict[str, Any]:
 
     .. code-block:: bash
 
-        salt '*' marathon.info
+        salt '*' marathon_api.info
     """
     return _call(_client(url).info)
 
@@ -108,7 +110,7 @@ def leader(url: str | None = None) -> str | None:
 
     .. code-block:: bash
 
-        salt '*' marathon.leader
+        salt '*' marathon_api.leader
     """
     return _call(_client(url).leader)
 
@@ -124,7 +126,7 @@ def apps(url: str | None = None) -> list[dict[str, Any]]:
 
     .. code-block:: bash
 
-        salt '*' marathon.apps
+        salt '*' marathon_api.apps
     """
     return _call(_client(url).list_apps)
 
@@ -137,7 +139,7 @@ def app(app_id: str, url: str | None = None) -> dict[str, Any]:
 
     .. code-block:: bash
 
-        salt '*' marathon.app /web
+        salt '*' marathon_api.app /web
     """
     return _call(_client(url).get_app, app_id)
 
@@ -150,7 +152,7 @@ def exists(app_id: str, url: str | None = None) -> bool:
 
     .. code-block:: bash
 
-        salt '*' marathon.exists /web
+        salt '*' marathon_api.exists /web
     """
     return _call(_client(url).app_exists, app_id)
 
@@ -166,7 +168,7 @@ def create(app: dict[str, Any], url: str | None = None) -> dict[str, Any]:
 
     .. code-block:: bash
 
-        salt '*' marathon.create '{"id": "/web", "cmd": "python3 -m http.server $PORT0"}'
+        salt '*' marathon_api.create '{"id": "/web", "cmd": "python3 -m http.server $PORT0"}'
     """
     return _call(_client(url).create_app, app)
 
@@ -184,7 +186,7 @@ def update(
 
     .. code-block:: bash
 
-        salt '*' marathon.update /web '{"env": {"LOG_LEVEL": "debug"}}'
+        salt '*' marathon_api.update /web '{"env": {"LOG_LEVEL": "debug"}}'
     """
     return _ref(_call(_client(url).update_app, app_id, app, force=force))
 
@@ -197,7 +199,7 @@ def delete(app_id: str, force: bool = False, url: str | None = None) -> dict[str
 
     .. code-block:: bash
 
-        salt '*' marathon.delete /web
+        salt '*' marathon_api.delete /web
     """
     return _ref(_call(_client(url).delete_app, app_id, force=force))
 
@@ -210,7 +212,7 @@ def restart(app_id: str, force: bool = False, url: str | None = None) -> dict[st
 
     .. code-block:: bash
 
-        salt '*' marathon.restart /web
+        salt '*' marathon_api.restart /web
     """
     return _ref(_call(_client(url).restart_app, app_id, force=force))
 
@@ -225,7 +227,7 @@ def scale(
 
     .. code-block:: bash
 
-        salt '*' marathon.scale /web 3
+        salt '*' marathon_api.scale /web 3
     """
     # The CLI hands over strings; Marathon would reject "3" as the wrong JSON type.
     try:
@@ -248,7 +250,7 @@ def tasks(app_id: str | None = None, url: str | None = None) -> list[dict[str, A
 
     .. code-block:: bash
 
-        salt '*' marathon.tasks /web
+        salt '*' marathon_api.tasks /web
     """
     return _call(_client(url).list_tasks, app_id)
 
@@ -264,7 +266,7 @@ def kill_task(
 
     .. code-block:: bash
 
-        salt '*' marathon.kill_task /web web.0b5c6f1e-... scale=True
+        salt '*' marathon_api.kill_task /web web.0b5c6f1e-... scale=True
     """
     result = _call(_client(url).kill_task, app_id, task_id, scale=scale, force=force)
     return result if isinstance(result, dict) else _ref(result)
@@ -281,7 +283,7 @@ def deployments(url: str | None = None) -> list[dict[str, Any]]:
 
     .. code-block:: bash
 
-        salt '*' marathon.deployments
+        salt '*' marathon_api.deployments
     """
     return _call(_client(url).list_deployments)
 
@@ -305,7 +307,7 @@ def wait_for_deployment(
 
     .. code-block:: bash
 
-        salt '*' marathon.wait_for_deployment 5ed4c0c5-... timeout=120 app_id=/web
+        salt '*' marathon_api.wait_for_deployment 5ed4c0c5-... timeout=120 app_id=/web
     """
     _call(
         _client(url).wait_for_deployment,
@@ -337,7 +339,7 @@ def validate(app: dict[str, Any]) -> list[str]:
 
     .. code-block:: bash
 
-        salt '*' marathon.validate '{"id": "/web", "instances": -1, "cmd": "sleep 60"}'
+        salt '*' marathon_api.validate '{"id": "/web", "instances": -1, "cmd": "sleep 60"}'
     """
     # The rules are the client's (one place for them, shared with the emulator).
     return [error.message for error in marathon_appdef.validate_app(app)]
