@@ -60,7 +60,11 @@ trap restore_shares EXIT
 
 # Every test's duration, in run order, stays in a JUnit file (.state/*-junit.xml) for finding where
 # a run's time went; the console shows the 25 slowest.
-"$PYTEST" tests --ignore=tests/convergence --durations=25 --junitxml=.state/host-junit.xml "$@" >"$HOST_LOG" 2>&1 &
+# Every start and stop of the suites' own Consul agents and emulators, timed (tests/support/starts.py:
+# the figure behind issue 13's question of one shared instance of each).
+STARTS_LOG=.state/harness-starts.log
+rm -f "$STARTS_LOG"
+SALTYARD_STARTS_LOG="$STARTS_LOG" "$PYTEST" tests --ignore=tests/convergence --durations=25 --junitxml=.state/host-junit.xml "$@" >"$HOST_LOG" 2>&1 &
 host_pid=$!
 # An interrupted run stops the background suites too.
 trap 'kill "$host_pid" 2>/dev/null; restore_shares' INT TERM
@@ -82,6 +86,9 @@ if grep -qE '^=+ (FAILURES|ERRORS) =+$' "$HOST_LOG"; then
   sed -n -E '/^=+ (FAILURES|ERRORS) =+$/,$p' "$HOST_LOG"
 else
   sed -n '/slowest .* durations/,$p' "$HOST_LOG"
+fi
+if [ -s "$STARTS_LOG" ]; then
+  echo "saltyard: the host-level suites' own Consul agents and emulators: $(.venv/bin/python -m tests.support.starts "$STARTS_LOG")"
 fi
 echo
 echo "saltyard: convergence suite exit $convergence after $(( (convergence_done - started) / 60 )) min; host-level suites exit $host after $(( (done_at - started) / 60 )) min (both started together)"

@@ -14,6 +14,7 @@ import consul
 import requests
 
 from tests.processes import stop_process
+from tests.support import starts
 from tests.support.components import require_program
 from tests.support.wait import free_ports, tail, wait_until
 
@@ -114,31 +115,32 @@ ports {{
     def start(self, wait: bool = True) -> ConsulAgent:
         """Start the agent; with ``wait``, return once it has a leader and its node is in the
         catalog (sessions need the node and its serfHealth check), with its tokens made."""
-        cmd = ["consul", "agent", "-config-file", str(self.config)]
-        if self.dev:
-            cmd.insert(2, "-dev")
-        with open(self.log_file, "ab") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-        if wait:
-            admin = self.admin()
+        with starts.timed("consul", "start"):
+            cmd = ["consul", "agent", "-config-file", str(self.config)]
+            if self.dev:
+                cmd.insert(2, "-dev")
+            with open(self.log_file, "ab") as log:
+                self.proc = subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+            if wait:
+                admin = self.admin()
 
-            def ready():
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"consul exited: {tail(self.log_file)}")
-                try:
-                    if not admin.status.leader():
+                def ready():
+                    if self.proc.poll() is not None:
+                        raise AssertionError(f"consul exited: {tail(self.log_file)}")
+                    try:
+                        if not admin.status.leader():
+                            return False
+                        _, checks = admin.health.node(self.node_name)
+                        return any(c["CheckID"] == "serfHealth" for c in checks or [])
+                    except (requests.RequestException, consul.ConsulException):
                         return False
-                    _, checks = admin.health.node(self.node_name)
-                    return any(c["CheckID"] == "serfHealth" for c in checks or [])
-                except (requests.RequestException, consul.ConsulException):
-                    return False
 
-            wait_until(ready, 30, message="consul leader and node registration")
-            for secret, rules, name in self._tokens:
-                self._make_token(secret, rules, name)
-        return self
+                wait_until(ready, 30, message="consul leader and node registration")
+                for secret, rules, name in self._tokens:
+                    self._make_token(secret, rules, name)
+            return self
 
     def create_token(self, secret: str, rules: str, name: str) -> None:
         """A policy ``name`` with ``rules`` and a token with that SecretID holding it."""
@@ -156,7 +158,8 @@ ports {{
         assert made.returncode == 0, made.stderr
 
     def stop(self) -> None:
-        stop_process(self.proc)
+        with starts.timed("consul", "stop"):
+            stop_process(self.proc)
 
     def restart(self) -> None:
         self.stop()

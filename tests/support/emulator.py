@@ -15,6 +15,7 @@ import requests
 
 from tests.processes import stop_process
 from tests.support import docker as support_docker
+from tests.support import starts
 from tests.support.wait import free_port, tail, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,46 +51,49 @@ class EmulatorProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20) -> EmulatorProcess:
-        # A restart keeps the port, so clients (a bridge under test) find the emulator again.
-        self.port = self.port or free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "saltyard.marathon_emulator",
-            "--listen",
-            f"127.0.0.1:{self.port}",
-            "--state-file",
-            str(self.state_file),
-            "--cluster-name",
-            self.cluster,
-            "--kill-grace",
-            "2",
-            "--log-level",
-            "DEBUG",
-        ]
-        for agent in self.agents:
-            cmd += ["--agent", agent]
-        cmd += self.args
-        with open(self.log_file, "a") as log:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=REPO,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env},
-            )
+        with starts.timed("emulator", "start"):
+            # A restart keeps the port, so clients (a bridge under test) find the emulator again.
+            self.port = self.port or free_port()
+            cmd = [
+                sys.executable,
+                "-m",
+                "saltyard.marathon_emulator",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--state-file",
+                str(self.state_file),
+                "--cluster-name",
+                self.cluster,
+                "--kill-grace",
+                "2",
+                "--log-level",
+                "DEBUG",
+            ]
+            for agent in self.agents:
+                cmd += ["--agent", agent]
+            cmd += self.args
+            with open(self.log_file, "a") as log:
+                self.proc = subprocess.Popen(
+                    cmd,
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, **self.env},
+                )
 
-        def up():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"emulator exited: {tail(self.log_file, 2000)}")
-            try:
-                return requests.get(self.url + "/ping", timeout=1, auth=self.auth).text == "pong"
-            except requests.RequestException:
-                return False
+            def up():
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"emulator exited: {tail(self.log_file, 2000)}")
+                try:
+                    return (
+                        requests.get(self.url + "/ping", timeout=1, auth=self.auth).text == "pong"
+                    )
+                except requests.RequestException:
+                    return False
 
-        wait_until(up, timeout, message="emulator /ping")
-        return self
+            wait_until(up, timeout, message="emulator /ping")
+            return self
 
     def kill(self) -> None:
         """SIGKILL: what a crash looks like (tasks keep running)."""
@@ -98,7 +102,8 @@ class EmulatorProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        stop_process(self.proc, grace=10)
+        with starts.timed("emulator", "stop"):
+            stop_process(self.proc, grace=10)
 
     def log(self) -> str:
         return tail(self.log_file, 20000)
