@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
 import uuid
 from collections import defaultdict
@@ -35,11 +36,17 @@ class OutputLost(RuntimeError):
 # output is attached, and exec returns exit 0 with nothing); the file still holds the output,
 # so it is read again instead of running the command twice. Files of outputs already delivered
 # are removed by the next exec in the same container, so that no exec costs a second one.
+# The command comes in the environment, not as the wrapper's arguments: the wrapper's command
+# line must not hold the command's text, or a `pkill -f <pattern>` run through it would match
+# (and kill) the wrapper itself.
 _WRAPPER = (
-    "rm -f $SALTYARD_EXEC_DONE; out=$SALTYARD_EXEC_OUT; end=$SALTYARD_EXEC_END; "
-    "unset SALTYARD_EXEC_DONE SALTYARD_EXEC_OUT SALTYARD_EXEC_END; "
+    "out=$SALTYARD_EXEC_OUT; end=$SALTYARD_EXEC_END; "
+    'eval "set -- $SALTYARD_EXEC_ARGV"; rm -f $SALTYARD_EXEC_DONE; '
+    "unset SALTYARD_EXEC_DONE SALTYARD_EXEC_OUT SALTYARD_EXEC_END SALTYARD_EXEC_ARGV; "
     '"$@" >"$out" 2>&1; rc=$?; cat "$out"; printf \'%s %d\\n\' "$end" "$rc"; exit "$rc"'
 )
+# One environment string may hold at most 128 KiB (Linux's MAX_ARG_STRLEN).
+_MAX_ARGV = 120_000
 _READ_BACK = 'cat "$1" && printf \'%s\\n\' "$2" && rm -f "$1"'
 _READ_ATTEMPTS = 3
 
@@ -58,10 +65,17 @@ class ContainerExec:
         end = f"__saltyard_exec_end_{token}__"
         with self._lock:
             done, self._delivered[container.id] = self._delivered[container.id], []
+        argv = " ".join(shlex.quote(arg) for arg in cmd)
+        if len(argv) > _MAX_ARGV:
+            raise ValueError(
+                f"{container.name}: a command of {len(argv)} characters ({argv[:80]}...) is "
+                f"longer than one exec can carry ({_MAX_ARGV}); copy large data as a file"
+            )
         code, raw = container.exec_run(
-            ["/bin/sh", "-c", _WRAPPER, "saltyard-exec", *cmd],
+            ["/bin/sh", "-c", _WRAPPER],
             demux=False,
             environment={
+                "SALTYARD_EXEC_ARGV": argv,
                 "SALTYARD_EXEC_DONE": " ".join(done),
                 "SALTYARD_EXEC_OUT": out_file,
                 "SALTYARD_EXEC_END": end,
@@ -75,7 +89,7 @@ class ContainerExec:
             return code, text[:marker]
         for _ in range(_READ_ATTEMPTS):
             again_code, again = container.exec_run(
-                ["/bin/sh", "-c", _READ_BACK, "saltyard-exec", out_file, end], demux=False
+                ["/bin/sh", "-c", _READ_BACK, "sh", out_file, end], demux=False
             )
             again_text = again.decode(errors="replace") if again else ""
             marker = again_text.rfind(end)

@@ -54,6 +54,20 @@ def test_output_and_exit_status_come_back_as_the_command_gave_them():
     assert runner.run(box, ["printf", "%s|", "a b", "$HOME", "'q'"]) == (0, "a b|$HOME|'q'|")
 
 
+def test_a_pkill_by_pattern_does_not_match_the_wrapper():
+    """The wrapper's command line does not hold the command's text: `pkill -f <pattern>` run
+    through it finds no process here (exit 1) instead of killing the wrapper (137)."""
+    runner, box = ContainerExec(), LossyContainer()
+    assert runner.run(box, ["pkill", "-KILL", "-f", "no-process-has-this-7d1c0b"]) == (1, "")
+
+
+def test_a_command_too_long_for_one_exec_is_refused_before_it_runs():
+    runner, box = ContainerExec(), LossyContainer()
+    with pytest.raises(ValueError, match="longer than one exec can carry"):
+        runner.run(box, ["printf", "x" * 130_000])
+    assert box.calls == []
+
+
 def test_the_wrappers_variables_do_not_reach_the_command():
     runner, box = ContainerExec(), LossyContainer()
     code, text = runner.run(box, ["env"])

@@ -401,9 +401,10 @@ class FakeContainer:
     name = "saltyard-boss"
 
     def exec_run(self, cmd, demux=False, environment=None):
-        # Cluster.exec wraps the command (engine.ContainerExec): sh -c WRAPPER argv0 cmd...
-        assert cmd[:2] == ["/bin/sh", "-c"]
-        self.calls.append(("docker", cmd[4:]))
+        # Cluster.exec wraps the command (engine.ContainerExec): sh -c WRAPPER, the command's
+        # words in the environment.
+        assert cmd[:2] == ["/bin/sh", "-c"] and len(cmd) == 3
+        self.calls.append(("docker", shlex.split(environment["SALTYARD_EXEC_ARGV"])))
         return 0, f"from the container\n{environment['SALTYARD_EXEC_END']} 0\n".encode()
 
 
