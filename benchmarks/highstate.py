@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/highstate.py [--profile full] [--output docs/benchmarks.md]
     .venv/bin/python benchmarks/highstate.py --idempotent-only     # on a converged cluster
+    .venv/bin/python benchmarks/highstate.py --nodes lvs1,agent-vm  # time only these nodes
 
 Needs a local cluster whose nodes have not been highstated yet, so it brings one up itself
 (`saltyard cluster down`, then `up` without the highstate). Nodes run one at a time, so a figure
@@ -76,17 +77,42 @@ def main() -> int:
         action="store_true",
         help="only the idempotent runs, on the running converged cluster (prints, never writes)",
     )
+    parser.add_argument(
+        "--nodes",
+        help="time only these nodes (comma-separated); the others get an untimed highstate "
+        "first, all at once, so that the timed ones find the cluster they depend on "
+        "(prints, never writes)",
+    )
     args = parser.parse_args()
     if args.idempotent_only and args.output:
         parser.error("--idempotent-only prints its figures; it does not replace the section")
+    if args.nodes and args.output:
+        parser.error("--nodes prints its figures; it does not replace the section")
 
     cluster = Cluster(profile=args.profile)
+    timed_nodes = cluster.nodes
+    if args.nodes:
+        wanted = args.nodes.split(",")
+        unknown = sorted(set(wanted) - {n.name for n in cluster.nodes})
+        if unknown:
+            parser.error(
+                f"--nodes: {', '.join(unknown)} not in profile {args.profile!r} "
+                f"(its nodes: {', '.join(n.name for n in cluster.nodes)})"
+            )
+        timed_nodes = [n for n in cluster.nodes if n.name in wanted]
     if not args.idempotent_only:
         cluster.down()
         cluster.up(highstate=False)
+        others = [n.name for n in cluster.nodes if n not in timed_nodes]
+        if others:
+            print(f"untimed highstate first: {', '.join(others)}", file=sys.stderr)
+            for result in cluster.highstate(others).values():
+                if not result.ok:
+                    print(result.describe(), file=sys.stderr)
+                    return 1
 
     fresh_rows = []
-    for node in cluster.nodes if not args.idempotent_only else []:
+    for node in timed_nodes if not args.idempotent_only else []:
         roles = ", ".join(node.roles)
         predicted = cluster.highstate([node.name], "test=True")[node.name]
         packages = predicted_packages(predicted)
@@ -105,7 +131,7 @@ def main() -> int:
         print(f"fresh {node.name} ({roles}): {seconds:.1f} s", file=sys.stderr)
 
     idem_rows = []
-    for node in cluster.nodes:
+    for node in timed_nodes:
         runs = []
         for _ in range(args.repeat):
             result, seconds = timed(lambda n=node.name: cluster.highstate([n])[n])
@@ -117,6 +143,8 @@ def main() -> int:
         print(f"idempotent {node.name}: median {statistics.median(runs):.1f} s", file=sys.stderr)
 
     command = f".venv/bin/python benchmarks/highstate.py --profile {args.profile}"
+    if args.nodes:
+        command += f" --nodes {args.nodes}"
     if args.idempotent_only:
         command += " --idempotent-only"
     lines = [
